@@ -1,0 +1,129 @@
+"""The HTTP API: POST /v1/summaries, health and readiness, errors as problem+json."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from service import __version__
+from service.config import Settings, get_settings
+from service.errors import UnsupportedContent
+from service.llm import LLMClient
+from service.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from service.problems import install_problem_handlers
+from service.prompts import available_prompts, load_prompt
+from service.schema import SummaryRequest, SummaryResponse
+from service.summarize import summarize_request
+
+log = logging.getLogger(__name__)
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {"description": text, "content": {"application/problem+json": {}}}
+    for status, text in {
+        400: "Invalid JSON or input (empty text, refused URL)",
+        413: "Body or article too long",
+        415: "Wrong content type",
+        422: "Request fails validation, or the article has no usable text",
+        502: "The URL could not be fetched, or the model answered unusably",
+        503: "The model is unavailable or the service is overloaded (see Retry-After)",
+        504: "The deadline ran out",
+    }.items()
+}
+
+
+def get_app_settings(request: Request) -> Settings:
+    """The settings this app was built with."""
+    return request.app.state.settings
+
+
+def get_llm(request: Request) -> LLMClient | None:
+    """The shared LLM client, or None on the embedded default."""
+    return request.app.state.llm
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+LLMClientDep = Annotated[LLMClient | None, Depends(get_llm)]
+
+
+def require_json(request: Request) -> None:
+    """415 unless the body is declared as JSON."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedContent(
+            f"send the request body as application/json (got {content_type or 'no content type'})"
+        )
+
+
+def create_app(settings: Settings | None = None, llm: LLMClient | None = None) -> FastAPI:
+    """Build the app. With no `llm`, one is made from settings when an LLM is configured."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = None
+        if app.state.llm is None and settings.llm_configured:
+            owned = app.state.llm = LLMClient(settings)
+        if app.state.llm is None:
+            log.warning(
+                "no LLM configured: using the embedded extractive summarizer (provider=embedded); "
+                "set OPENAI_API_KEY and/or OPENAI_BASE_URL to use a model"
+            )
+        yield
+        if owned is not None:
+            await owned.aclose()
+
+    app = FastAPI(
+        title="citesum",
+        version=__version__,
+        summary="Cited, verified summaries of news articles.",
+        description="Every summary sentence cites source sentences by id and offsets, "
+        "and is checked against them before it is returned.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.llm = llm
+    install_problem_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+
+    @app.post(
+        "/v1/summaries",
+        response_model=SummaryResponse,
+        responses=ERROR_RESPONSES,
+        dependencies=[Depends(require_json)],
+        tags=["summaries"],
+    )
+    async def create_summary(body: SummaryRequest, settings: SettingsDep, llm: LLMClientDep) -> SummaryResponse:
+        """Summarize text, HTML or a URL; every sentence cited and verified."""
+        return await summarize_request(body, settings=settings, llm=llm)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz(request: Request, settings: SettingsDep, llm: LLMClientDep) -> JSONResponse:
+        """Readiness: prompts load and the summarizer is chosen."""
+        checks: dict[str, str] = {}
+        try:
+            for name in available_prompts():
+                load_prompt(name)
+            checks["prompts"] = "ok"
+        except Exception as exc:  # a broken prompt file must show here, not on the first request
+            checks["prompts"] = f"error: {exc}"
+        ready = all(v == "ok" for v in checks.values())
+        body = {
+            "status": "ready" if ready else "not ready",
+            "provider": "openai-compatible" if llm is not None else "embedded",
+            "model": llm.model if llm is not None else "extractive",
+            "checks": checks,
+        }
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    return app

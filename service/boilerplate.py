@@ -1,0 +1,316 @@
+"""Pasted news-page text → the article's paragraphs and headline, with page furniture removed.
+
+News pages copied as text carry navigation, player widgets, captions, promos, pull quotes and
+author bios. None of that may become summary material, so every line is judged in three passes:
+
+1. furniture patterns, line by line: site UI labels, video timers, captions and photo credits,
+   promos and newsletter boxes, cookie banners, copyright, bylines, and lines printed twice;
+2. hard-wrapped prose lines that survived are joined back into paragraphs;
+3. structure: the headline (a Title-Case line with no sentence-final punctuation near the top),
+   headings and labels (short lines that end no sentence), dash-led attribution lines, pull
+   quotes (a line whose content words are mostly inside a longer nearby line) and author bios.
+
+`explain_lines` returns every decision with its reason, so a surprising cut can be traced.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+__all__ = ["LineDecision", "clean_text", "explain_lines"]
+
+# Closing marks that may follow a sentence's final punctuation: `... ready for.”`
+_CLOSERS = "\"'”’»)]}›"
+_SENTENCE_END = ".!?…。！？؟।"
+# Short lines that end no sentence are headings, labels or video titles; real paragraphs this
+# short without final punctuation are rare, and keeping a label costs more than losing one.
+_HEADING_MAX_WORDS = 12
+_TITLE_MAX_WORDS = 25
+_TITLE_SEARCH_LINES = 6
+# A pull quote repeats a body paragraph; compare only with paragraphs this close (bounded cost).
+_PULL_QUOTE_WINDOW = 30
+_PULL_QUOTE_MIN_WORDS = 4
+_PULL_QUOTE_CONTAINED = 0.8
+
+_UI_LABELS = frozenset(
+    label.strip()
+    for label in """
+    accessibility links|skip to main content|skip to content|skip navigation|breaking news|please wait
+    |loading|no media source currently available|advertisement|advertisements|ad|sponsored
+    |sponsored content|paid content|share|share this|share this article|share this story
+    |share this page|share article|tweet|email|print|copy link|link copied|comments|view comments
+    |show comments|read more|continue reading|show more|load more|see more|back to top|menu
+    |search|close|open menu|main menu|navigation|play|play video|watch|watch video|listen
+    |listen to this article|pause|mute|unmute|full screen|image|photo|video|audio|gallery|enlarge
+    |toggle caption|hide caption|caption|most read|most popular|trending|related|related articles
+    |related stories|related content|more stories|recommended|you may also like|topics|tags
+    |newsletter|subscribe|subscribe now|sign in|log in|register|accept|accept all|reject all
+    |manage cookies|cookie settings|got it|home|live|follow|follow us|top stories|latest news
+    """.replace("\n", "").split("|")
+)
+
+_TIME = r"(?:\d{1,2}:)?\d{1,2}:\d{2}"
+_NAME = r"[A-Z][\w'’.-]+(?:\s+[A-Z][\w'’.-]+){0,3}"
+_AGENCIES = r"AP|AFP|Reuters|REUTERS|Getty Images|EPA|Bloomberg|Shutterstock|Alamy|PA"
+
+# (reason, pattern): a line matching any of these is page furniture, whatever else it says.
+_FURNITURE: list[tuple[str, re.Pattern[str]]] = [
+    ("video timer", re.compile(rf"^{_TIME}(?:\s+{_TIME})*$")),
+    ("media label", re.compile(r"^\d+\s*x\s*\d+\s+(?:image|photo|video)$", re.I)),
+    ("media label", re.compile(r"^(?:image|photo|picture|slide|video)\s+\d+\s+(?:of|/)\s+\d+$", re.I)),
+    ("media label", re.compile(r"^\d+\s+min(?:ute)?s?\s+(?:read|watch|listen)$", re.I)),
+    (
+        "caption",
+        re.compile(
+            r"\([^()]*\b(?:photo|photograph|image|picture|file|illustration|graphic|screenshot"
+            r"|screengrab|video still)\b[^()]*\)\s*\.?$",
+            re.I,
+        ),
+    ),
+    ("caption", re.compile(rf"\((?:{_AGENCIES})\b[^()]*\)\s*\.?$")),
+    ("caption", re.compile(r"^(?:photo|image|picture|caption|photograph)s?(?:\s+credit)?\s*:", re.I)),
+    ("caption", re.compile(r"\b(?:photograph|photo|image|picture|credit)\s*:\s*[\w .,'’&/-]{2,60}$", re.I)),
+    ("caption", re.compile(rf"(?:/|\|)\s*(?:{_AGENCIES})\s*$")),
+    ("caption", re.compile(r"\b(?:REUTERS|AFP|AP|EPA)/[A-Z][\w .-]+$")),
+    ("copyright", re.compile(r"^(?:©|\(c\)\s|copyright\b)", re.I)),
+    ("copyright", re.compile(r"\ball rights reserved\b", re.I)),
+    (
+        "cookie banner",
+        re.compile(
+            r"\b(?:we|this (?:web)?site|our (?:web)?site|our partners)\s+uses?\s+cookies\b"
+            r"|\b(?:accept|reject|manage)\s+(?:all\s+)?cookies\b|\bcookie\s+(?:settings|preferences|consent)\b",
+            re.I,
+        ),
+    ),
+    ("promo", re.compile(r"\b(?:sign up|subscribe)\b.{0,60}\b(?:newsletter|inbox|alerts|podcast)\b", re.I)),
+    ("promo", re.compile(r"^(?:sign up|subscribe|register now|log in|sign in)\b", re.I)),
+    (
+        "promo",
+        re.compile(
+            r"^(?:read|follow|explore|see|get|watch|listen to|catch up on|keep up with|stay up to date with)"
+            r"\s+(?:all\s+)?(?:of\s+)?(?:our|the latest)\b",
+            re.I,
+        ),
+    ),
+    ("promo", re.compile(r"^(?:click|tap) here\b|^follow (?:us|him|her|them|@)|^download (?:our|the)\b", re.I)),
+    ("promo", re.compile(r"\bbelow (?:this )?advertisement$|^advertisement\b(?:\W+\w+){0,5}\W*$", re.I)),
+    (
+        "related link",
+        re.compile(
+            r"^(?:related|read more|read also|also read|see also|more|recommended|related coverage"
+            r"|related stories|watch|listen|more on this story|more from [\w ]{1,30})\s*:",
+            re.I,
+        ),
+    ),
+    ("share bar", re.compile(r"^(?:share (?:on|via) \w+\s*)+$", re.I)),
+    ("byline", re.compile(rf"^[Bb][Yy]\s+{_NAME}(?:\s*(?:,|and|&)\s*{_NAME})*\s*$")),
+    ("timestamp", re.compile(r"^(?:published|updated|posted|last updated|first published|modified)\b.{0,60}$", re.I)),
+    ("credit line", re.compile(r"^(?:additional )?reporting by\b|^(?:writing|editing) by\b", re.I)),
+    ("credit line", re.compile(r"\bcontributed (?:reporting|to this (?:report|article|story))\.?$", re.I)),
+]
+
+_ATTRIBUTION = re.compile(r"^(?:-{1,2}|—|–|―)\s*\S")
+_BIO = re.compile(
+    rf"^{_NAME}\s+(?:is|was|has been|covers|writes|reports)\b.{{0,120}}?"
+    r"\b(?:journalist|reporter|correspondent|writer|editor|contributor|columnist|author|producer"
+    r"|photographer|freelancer|bureau chief)\b"
+)
+_BULLETS = "•·▪►▶◦‣⁃◆■"
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u2060\ufeff]")
+_SPACES = re.compile(r"[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+_STOPWORDS = frozenset(
+    """a an the and or but if of to in on at by for from with as is are was were be been being it its
+    this that these those he she they we you i his her their our your my me him them us not no so than
+    then there here what which who whom whose when where why how all any each some such also just very
+    into over under about after before more most other only own same too can will would should could
+    has have had do does did said says say""".split()
+)
+
+
+@dataclass(frozen=True)
+class LineDecision:
+    """One input line (or hard-wrapped lines joined) and what clean_text did with it."""
+
+    text: str
+    kind: str  # "body", "title", or the reason it was dropped
+    block: int  # index of the blank-line-separated block it came from
+
+    @property
+    def kept(self) -> bool:
+        return self.kind == "body"
+
+
+def clean_text(raw: str) -> tuple[str, str | None]:
+    """Return (article paragraphs joined by blank lines, headline or None) from pasted page text."""
+    decisions = explain_lines(raw)
+    title = next((d.text for d in decisions if d.kind == "title"), None)
+    body = "\n\n".join(d.text for d in decisions if d.kept)
+    return body, title
+
+
+def explain_lines(raw: str) -> list[LineDecision]:
+    """Judge every line of `raw`: kept as body, taken as the title, or dropped with a reason."""
+    lines = _normalised_lines(raw)
+    decisions = _furniture_pass(lines)
+    decisions = _join_wrapped(decisions)
+    return _structure_pass(decisions)
+
+
+def _normalised_lines(raw: str) -> list[tuple[str, int]]:
+    """Non-empty lines with their block number; controls removed, spaces and bullets tidied."""
+    text = unicodedata.normalize("NFC", raw.replace("\r\n", "\n").replace("\r", "\n"))
+    lines: list[tuple[str, int]] = []
+    block = 0
+    for line in text.split("\n"):
+        line = _SPACES.sub(" ", _CONTROL.sub("", line)).strip().lstrip(_BULLETS).strip()
+        if line:
+            lines.append((line, block))
+        else:
+            block += 1
+    return lines
+
+
+def _label_key(line: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", line).casefold().split())
+
+
+def _furniture_pass(lines: list[tuple[str, int]]) -> list[LineDecision]:
+    counts: dict[str, int] = {}
+    for line, _ in lines:
+        key = " ".join(line.casefold().split())
+        counts[key] = counts.get(key, 0) + 1
+    decisions = []
+    for line, block in lines:
+        if _label_key(line) in _UI_LABELS or not _WORD.search(line):
+            kind = "site label"
+        elif counts[" ".join(line.casefold().split())] > 1:
+            # A line printed twice is a caption or widget echo; neither copy is article text.
+            kind = "repeated line"
+        else:
+            kind = next((reason for reason, pattern in _FURNITURE if pattern.search(line)), "body")
+        decisions.append(LineDecision(line, kind, block))
+    return decisions
+
+
+def _ends_sentence(line: str) -> bool:
+    stripped = line.rstrip(_CLOSERS + " ")
+    return bool(stripped) and stripped[-1] in _SENTENCE_END
+
+
+def _words(line: str) -> list[str]:
+    return _WORD.findall(line)
+
+
+def _join_wrapped(decisions: list[LineDecision]) -> list[LineDecision]:
+    """Join a kept line onto the previous one when the text was hard-wrapped mid-sentence."""
+    joined: list[LineDecision] = []
+    for decision in decisions:
+        previous = joined[-1] if joined else None
+        if (
+            previous is not None
+            and previous.kept
+            and decision.kept
+            and previous.block == decision.block
+            and len(previous.text) >= 40
+            and not _ends_sentence(previous.text)
+            and (decision.text[0].islower() or previous.text[-1] in ",;")
+        ):
+            joined[-1] = LineDecision(f"{previous.text} {decision.text}", "body", previous.block)
+        else:
+            joined.append(decision)
+    return joined
+
+
+def _looks_like_headline(line: str) -> bool:
+    words = _words(line)
+    if not 3 <= len(words) <= _TITLE_MAX_WORDS or _ends_sentence(line):
+        return False
+    significant = [w for w in words if len(w) >= 4 and w[0].isalpha()]
+    capitalised = [w for w in significant if w[0].isupper()]
+    return len(significant) >= 2 and len(capitalised) >= 0.75 * len(significant)
+
+
+def _find_title(decisions: list[LineDecision]) -> int | None:
+    """Index of the headline: the first Title-Case line without final punctuation near the top."""
+    candidates: list[int] = []
+    for index, decision in enumerate(decisions):
+        if not decision.kept:
+            continue
+        if _ends_sentence(decision.text) and len(_words(decision.text)) >= 8:
+            break  # the article body has started
+        candidates.append(index)
+        if len(candidates) >= _TITLE_SEARCH_LINES:
+            break
+    for index in candidates:
+        if _looks_like_headline(decisions[index].text):
+            return index
+    # Sentence-case headlines ("Putin has no good options") are common too.
+    for index in candidates:
+        text = decisions[index].text
+        if 4 <= len(_words(text)) <= _TITLE_MAX_WORDS and not _ends_sentence(text):
+            return index
+    return None
+
+
+def _content_words(line: str) -> set[str]:
+    return {
+        word
+        for word in (w.casefold().replace("’", "'") for w in _words(line))
+        if len(word) >= 3 and word not in _STOPWORDS
+    }
+
+
+def _structure_pass(decisions: list[LineDecision]) -> list[LineDecision]:
+    result = list(decisions)
+    title_index = _find_title(result)
+    if title_index is not None:
+        result[title_index] = LineDecision(result[title_index].text, "title", result[title_index].block)
+
+    for index, decision in enumerate(result):
+        if not decision.kept:
+            continue
+        words = _words(decision.text)
+        if _ATTRIBUTION.match(decision.text) and len(words) <= 8:
+            result[index] = LineDecision(decision.text, "attribution line", decision.block)
+        elif not _ends_sentence(decision.text) and len(words) < _HEADING_MAX_WORDS:
+            result[index] = LineDecision(decision.text, "heading or label", decision.block)
+
+    _drop_pull_quotes(result)
+    _drop_author_bio(result)
+    return result
+
+
+def _drop_pull_quotes(result: list[LineDecision]) -> None:
+    """Drop a line whose content words mostly appear in one longer body line nearby."""
+    kept = [i for i, d in enumerate(result) if d.kept]
+    words = {i: _content_words(result[i].text) for i in kept}
+    drop: set[int] = set()
+    for position, index in enumerate(kept):
+        own = words[index]
+        if len(own) < _PULL_QUOTE_MIN_WORDS:
+            continue
+        window = kept[max(0, position - _PULL_QUOTE_WINDOW) : position + _PULL_QUOTE_WINDOW + 1]
+        for other in window:
+            if other == index or len(result[other].text) <= len(result[index].text):
+                continue
+            if len(own & words[other]) >= _PULL_QUOTE_CONTAINED * len(own):
+                drop.add(index)
+                break
+    for index in drop:
+        result[index] = LineDecision(result[index].text, "pull quote", result[index].block)
+
+
+def _drop_author_bio(result: list[LineDecision]) -> None:
+    """Drop 'Name is a ... journalist' lines at the end of the page or right after a name line."""
+    kept = [i for i, d in enumerate(result) if d.kept]
+    tail = set(kept[-3:])
+    for index in kept:
+        previous = result[index - 1] if index > 0 else None
+        after_name_line = previous is not None and previous.kind == "heading or label" and bool(
+            re.fullmatch(_NAME, previous.text)
+        )
+        if (index in tail or after_name_line) and _BIO.search(result[index].text):
+            result[index] = LineDecision(result[index].text, "author bio", result[index].block)

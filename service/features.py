@@ -1,0 +1,160 @@
+"""A claim × its evidence sentences → named feature values and the concrete problems found."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from service.analysis import Analysis, lemma_free, lexicon
+
+__all__ = ["FEATURE_NAMES", "Comparison", "compare"]
+
+# Order matters: the shipped weights in service/data/verifier.json are listed by these names.
+FEATURE_NAMES: tuple[str, ...] = (
+    "recall",  # share of the claim's content lemmas found in the evidence
+    "weighted_recall",  # the same, longer (rarer) words weigh more
+    "bigram_recall",  # share of the claim's lemma bigrams found in the evidence
+    "best_sentence_recall",  # recall against the single best evidence sentence
+    "longest_run",  # longest run of claim tokens found verbatim in one evidence sentence / claim length
+    "novel_in_source",  # share of content lemmas that occur nowhere in the whole source
+    "missing_numbers",  # numbers of the claim absent from the evidence (capped at 2)
+    "missing_names",  # capitalised names absent from the evidence (capped at 3)
+    "missing_quote",  # a quotation not found verbatim in the evidence
+    "negation_flip",  # the claim drops or adds a negation of an evidence word
+    "antonym_flip",  # the claim uses the antonym of an evidence word it does not contain
+    "log_length",  # log(1 + number of content lemmas)
+    "evidence_sentences",  # how many sentences the evidence spans (1-3)
+)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Feature values (in FEATURE_NAMES order) and human-readable problems, most serious first."""
+
+    values: tuple[float, ...]
+    problems: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, float]:
+        """Feature name → value, for debugging and docs."""
+        return dict(zip(FEATURE_NAMES, self.values, strict=True))
+
+
+def _weight(word: str) -> float:
+    # Longer words are rarer and carry the content ("Lukashenka" vs "man"); cheap IDF stand-in.
+    return min(len(word), 10) / 10.0
+
+
+def _longest_run(claim: Analysis, evidence: Sequence[Analysis]) -> float:
+    tokens = claim.tokens
+    if not tokens:
+        return 0.0
+    best = 0
+    for sentence in evidence:
+        joined = sentence.joined
+        # Grow a window greedily: cheap and exact enough for "is this copied" questions.
+        start = 0
+        while start < len(tokens) and len(tokens) - start > best:
+            end = start + best + 1
+            if (" " + " ".join(tokens[start:end]) + " ") not in joined:
+                start += 1
+                continue
+            while end < len(tokens) and (" " + " ".join(tokens[start : end + 1]) + " ") in joined:
+                end += 1
+            best = max(best, end - start)
+            start += 1
+    return best / len(tokens)
+
+
+def _contains_phrase(evidence: Sequence[Analysis], phrase: tuple[str, ...]) -> bool:
+    needle = " " + " ".join(phrase) + " "
+    return any(needle in sentence.joined for sentence in evidence)
+
+
+def compare(claim: Analysis, evidence: Sequence[Analysis], source_content: frozenset[str]) -> Comparison:
+    """Compare a claim with its evidence sentences; `source_content` is every content lemma of the source."""
+    lex = lexicon()
+    ev_content: set[str] = set()
+    ev_tokens: set[str] = set()
+    ev_bigrams: set[tuple[str, str]] = set()
+    ev_numbers: set[str] = set()
+    ev_negated: set[str] = set()
+    ev_lemmas: set[str] = set()
+    ev_has_negation = False
+    phrases: dict[str, str] = {}
+    for sentence in evidence:
+        ev_content |= sentence.content
+        ev_tokens.update(sentence.tokens)
+        ev_lemmas.update(sentence.lemmas)
+        ev_bigrams |= sentence.bigrams
+        ev_numbers |= sentence.numbers
+        ev_negated |= sentence.negated
+        ev_has_negation = ev_has_negation or sentence.has_negation
+        for word, phrase in sentence.negation_phrases.items():
+            phrases.setdefault(word, phrase)
+
+    content = claim.content
+    n = len(content)
+    found = content & ev_content
+    recall = len(found) / n if n else 1.0
+    total_weight = sum(_weight(w) for w in content)
+    weighted = sum(_weight(w) for w in found) / total_weight if total_weight else 1.0
+    bigram_recall = len(claim.bigrams & ev_bigrams) / len(claim.bigrams) if claim.bigrams else recall
+    best_sentence = max((len(content & s.content) / n for s in evidence), default=0.0) if n else 1.0
+    novel = len(content - source_content) / n if n else 0.0
+
+    problems: list[str] = []
+    missing_numbers = sorted(claim.numbers - ev_numbers)
+    for number in missing_numbers[:1]:
+        problems.append(f"number {number} not in evidence")
+    absent = {name for name in claim.names if name not in ev_tokens and name not in ev_lemmas}
+    # Report names in the order the claim uses them ("Yekaterina Schulmann" → Yekaterina first).
+    missing_names = list(dict.fromkeys(lemma_free(t) for t in claim.tokens if lemma_free(t) in absent))
+    for name in missing_names[:1]:
+        problems.append(f"name '{name.title()}' not in evidence")
+    missing_quote = any(not _contains_phrase(evidence, quote) for quote in claim.quotes)
+    if missing_quote:
+        problems.append("quotation not in evidence")
+
+    # Negation flip: the evidence negates a word the claim states plainly, or the claim negates a
+    # word the evidence states plainly. Only when one side has no negation at all, because
+    # "gave no evidence" and "did not give any evidence" negate different words but agree.
+    flip_word = None
+    if not claim.has_negation:
+        flip_word = next((w for w in sorted(ev_negated) if w in content), None)
+        if flip_word is not None:
+            problems.append(f"negation differs from evidence: '{phrases.get(flip_word, flip_word)}'")
+    elif not ev_has_negation:
+        flip_word = next((w for w in sorted(claim.negated) if w in ev_content), None)
+        if flip_word is not None:
+            problems.append(
+                f"negation differs from evidence: '{claim.negation_phrases.get(flip_word, flip_word)}'"
+            )
+    antonym = next(
+        (
+            (w, a)
+            for w in sorted(content - ev_content)
+            for a in sorted(lex.antonyms.get(w, ()))
+            if a in ev_lemmas
+        ),
+        None,
+    )
+    if antonym is not None:
+        problems.append(f"'{antonym[0]}' contradicts '{antonym[1]}' in evidence")
+
+    values = (
+        recall,
+        weighted,
+        bigram_recall,
+        best_sentence,
+        _longest_run(claim, evidence),
+        novel,
+        float(min(len(missing_numbers), 2)),
+        float(min(len(missing_names), 3)),
+        float(missing_quote),
+        float(flip_word is not None),
+        float(antonym is not None),
+        math.log1p(n),
+        float(len(evidence)),
+    )
+    return Comparison(values=values, problems=tuple(problems))

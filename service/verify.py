@@ -1,0 +1,153 @@
+"""A summary sentence × its cited source sentences → a verdict, a score, evidence and a reason (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from service.analysis import Analysis, analyze
+from service.features import Comparison, compare
+from service.schema import Sentence
+from service.scoring import VerifierModel, load_model
+
+__all__ = ["DEFAULT_THRESHOLD", "SourceIndex", "Verification", "verify_claim"]
+
+DEFAULT_THRESHOLD: float = load_model().threshold
+
+
+class SourceIndex:
+    """Every source sentence analysed once, plus a word → sentences index for finding evidence."""
+
+    def __init__(self, sentences: list[Sentence]) -> None:
+        self.sentences = sentences
+        self.by_id: dict[str, Sentence] = {s.id: s for s in sentences}
+        self.position: dict[str, int] = {s.id: i for i, s in enumerate(sentences)}
+        self.analyses: list[Analysis] = [analyze(s.text) for s in sentences]
+        self.source_content: frozenset[str] = frozenset().union(*(a.content for a in self.analyses))
+        postings: dict[str, list[int]] = {}
+        for i, a in enumerate(self.analyses):
+            for word in a.content | a.names | a.numbers:
+                postings.setdefault(word, []).append(i)
+        self.postings = postings
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The verifier's answer for one claim."""
+
+    verdict: Literal["supported", "unsupported"]
+    score: float
+    evidence_ids: list[str] = field(default_factory=list)
+    recited: bool = False
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class _Scored:
+    positions: tuple[int, ...]
+    score: float
+    comparison: Comparison
+
+
+def _score(claim: Analysis, positions: Sequence[int], index: SourceIndex, model: VerifierModel) -> _Scored:
+    comparison = compare(claim, [index.analyses[p] for p in positions], index.source_content)
+    return _Scored(tuple(positions), model.score(comparison.values), comparison)
+
+
+def _search(claim: Analysis, index: SourceIndex, model: VerifierModel) -> _Scored | None:
+    """Best evidence in the whole source: a primary sentence plus up to two nearby ones that add coverage."""
+    wanted = claim.content | claim.names | claim.numbers
+    if not wanted:
+        return None
+    overlap: dict[int, float] = {}
+    for word in wanted:
+        # Longer words are rarer and say more about which sentence is meant.
+        for p in index.postings.get(word, ()):
+            overlap[p] = overlap.get(p, 0.0) + min(len(word), 10)
+    if not overlap:
+        return None
+    primaries = sorted(overlap, key=lambda p: (-overlap[p], p))[: model.search.get("primaries", 4)]
+    window = model.search.get("window", 3)
+    max_sentences = model.search.get("max_sentences", 3)
+    best: _Scored | None = None
+    for primary in primaries:
+        chosen = [primary]
+        covered = set(index.analyses[primary].content | index.analyses[primary].names)
+        covered |= index.analyses[primary].numbers
+        candidates = [p for p in range(primary - window, primary + window + 1)
+                      if p != primary and 0 <= p < len(index.analyses)]
+        while len(chosen) < max_sentences:
+            gains = {
+                p: len((wanted - covered) & (index.analyses[p].content | index.analyses[p].names
+                                              | index.analyses[p].numbers))
+                for p in candidates if p not in chosen
+            }
+            if not gains or max(gains.values()) == 0:
+                break
+            add = min(gains, key=lambda p: (-gains[p], abs(p - primary)))
+            chosen.append(add)
+            covered |= index.analyses[add].content | index.analyses[add].names | index.analyses[add].numbers
+        options = [(primary,)] if len(chosen) == 1 else [(primary,), tuple(sorted(chosen))]
+        for positions in options:
+            scored = _score(claim, positions, index, model)
+            if best is None or scored.score > best.score:
+                best = scored
+    return best
+
+
+def _reason(scored: _Scored | None, claim: Analysis, index: SourceIndex, cited_unrelated: bool) -> str:
+    if cited_unrelated:
+        return "cited sentences are unrelated"
+    if scored is None:
+        return "no source sentence shares its words"
+    if scored.comparison.problems:
+        return scored.comparison.problems[0]
+    evidence_words: set[str] = set()
+    for p in scored.positions:
+        evidence_words |= index.analyses[p].content
+    missing = sorted(claim.content - evidence_words)
+    if missing:
+        shown = ", ".join(f"'{w}'" for w in missing[:3])
+        return f"words {shown} not in evidence" if len(missing) > 1 else f"word {shown} not in evidence"
+    return "wording departs too far from evidence"
+
+
+def verify_claim(
+    claim: str, cited_ids: list[str], index: SourceIndex, *, threshold: float | None = None
+) -> Verification:
+    """Check `claim` against the sentences it cites; if they do not support it, look for better ones.
+
+    Unknown ids are ignored. When the cited sentences fail and better evidence exists anywhere in
+    the source, the claim is re-cited to the best 1-3 sentences (`recited=True`).
+    """
+    model = load_model()
+    limit = model.threshold if threshold is None else threshold
+    analysed = analyze(claim)
+    positions: list[int] = []
+    for sentence_id in cited_ids:
+        p = index.position.get(sentence_id)
+        if p is not None and p not in positions:
+            positions.append(p)
+    cited = _score(analysed, positions, index, model) if positions else None
+    if cited is not None and cited.score >= limit:
+        return Verification("supported", round(cited.score, 4), [index.sentences[p].id for p in positions])
+
+    found = _search(analysed, index, model)
+    if found is not None and found.score >= limit:
+        ids = [index.sentences[p].id for p in found.positions]
+        return Verification("supported", round(found.score, 4), ids, recited=ids != [
+            index.sentences[p].id for p in positions])
+
+    if cited is not None:
+        # The claim's own words barely appear in what it cites: say so rather than nit-pick.
+        unrelated = cited.comparison.values[0] < 0.34 and (found is None or found.positions != cited.positions)
+        return Verification(
+            "unsupported", round(cited.score, 4), [index.sentences[p].id for p in positions],
+            reason=_reason(cited, analysed, index, unrelated),
+        )
+    ids = [index.sentences[p].id for p in found.positions] if found is not None else []
+    return Verification(
+        "unsupported", round(found.score, 4) if found is not None else 0.0, ids,
+        recited=bool(ids), reason=_reason(found, analysed, index, False),
+    )

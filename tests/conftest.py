@@ -1,0 +1,75 @@
+"""Shared fixtures: an offline environment, seed articles, canned OpenAI replies, and LLM settings."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.config import Settings, get_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+SEED_ARTICLE = SEEDS / "belarus-putin-options.txt"
+LLM_BASE_URL = "http://llm.test/v1"
+CHAT_URL = f"{LLM_BASE_URL}/chat/completions"
+
+
+@pytest.fixture(autouse=True)
+def offline_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test starts with no API key, no base URL, no CITESUM_* settings and no proxies."""
+    for name in list(os.environ):
+        if name.startswith(("CITESUM_", "OPENAI_", "SLACK_")) or name.lower().endswith("_proxy") or name == "REDIS_URL":
+            monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def seed_text() -> str:
+    return SEED_ARTICLE.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def llm_settings() -> Settings:
+    """Settings that point at the fake LLM host, with fast, bounded retries."""
+    return Settings(
+        OPENAI_API_KEY="sk-test",
+        OPENAI_BASE_URL=LLM_BASE_URL,
+        llm_backoff_initial_s=0.0,
+        llm_backoff_max_s=0.01,
+        llm_max_attempts=3,
+        llm_timeout_s=2.0,
+    )
+
+
+def chat_completion(content: str, *, prompt_tokens: int = 120, completion_tokens: int = 40, model: str = "gpt-4o-mini") -> dict[str, Any]:
+    """A canned OpenAI chat.completion body."""
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def cited(*sentences: tuple[str, list[str]]) -> str:
+    """The JSON content of a cited-summary answer."""
+    return json.dumps({"sentences": [{"text": text, "citations": ids} for text, ids in sentences]})
+
+
+@pytest.fixture
+def openai_reply() -> Callable[..., dict[str, Any]]:
+    """Factory fixture for canned OpenAI replies (see chat_completion)."""
+    return chat_completion

@@ -1,0 +1,63 @@
+"""Prompt files: every one parses, renders with a seed article, and refuses missing variables."""
+
+from __future__ import annotations
+
+import jinja2
+import pytest
+
+from service.prompts import PROMPTS_DIR, available_prompts, load_prompt, parse_prompt
+from service.segment import segment
+
+VALUES = {
+    "summarize": lambda s: {"title": "T", "max_sentences": 3, "sentences": s, "part": None, "parts": None},
+    "combine": lambda s: {"title": None, "max_sentences": 3, "lines": [{"ids": [x.id], "text": x.text} for x in s]},
+    "repair": lambda s: {"max_sentences": 1, "items": [{"text": "X.", "reason": "r", "evidence": s[:2]}]},
+}
+
+
+def test_every_prompt_file_renders_with_the_seed(seed_text: str) -> None:
+    sentences = segment(seed_text)
+    names = available_prompts()
+    assert {"summarize", "combine", "repair"} <= set(names)
+    for name in names:
+        prompt = load_prompt(name)
+        assert prompt.version and prompt.label == f"{name}/v{prompt.version}"
+        values = VALUES[name](sentences) if name in VALUES else None
+        if values is None:
+            continue  # prompts owned by other modules are rendered in their own tests
+        system, user = prompt.render(**values)
+        assert system["role"] == "system" and user["role"] == "user"
+        assert "{{" not in user["content"] and "{%" not in user["content"]
+
+
+def test_summarize_prompt_lists_sentences_with_ids(seed_text: str) -> None:
+    sentences = segment(seed_text)
+    _, user = load_prompt("summarize").render(**VALUES["summarize"](sentences))
+    assert f"[{sentences[9].id}] {sentences[9].text}" in user["content"]
+    assert "Write at most 3 sentences" in user["content"]
+
+
+def test_missing_variable_is_an_error() -> None:
+    with pytest.raises(jinja2.UndefinedError):
+        load_prompt("summarize").render(title=None, sentences=[], part=None, parts=None)
+
+
+def test_article_text_is_a_value_not_template_source() -> None:
+    from service.schema import Sentence
+
+    evil = Sentence(id="s1", start=0, end=27, text="{{ 7*7 }} {% raise %} end.")
+    _, user = load_prompt("summarize").render(**VALUES["summarize"]([evil]))
+    assert "{{ 7*7 }} {% raise %} end." in user["content"] and "49" not in user["content"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["no front matter", "---\nname: x\n---\n[system]\nonly system\n", "---\nversion: 1\n---\n[system]\na\n[user]\nb\n"],
+)
+def test_malformed_prompt_files_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_prompt(text)
+
+
+def test_prompts_dir_is_the_repo_folder() -> None:
+    assert PROMPTS_DIR.name == "prompts" and (PROMPTS_DIR / "summarize.md").is_file()

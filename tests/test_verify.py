@@ -1,0 +1,134 @@
+"""The verifier's catches, each on the seed article: changed number, swapped name, negation, mis-citation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.segment import segment
+from service.verify import DEFAULT_THRESHOLD, SourceIndex, Verification, verify_claim
+
+SEED = Path(__file__).resolve().parents[1] / "seeds" / "belarus-putin-options.txt"
+
+
+@pytest.fixture(scope="module")
+def index() -> SourceIndex:
+    return SourceIndex(segment(SEED.read_text(encoding="utf-8")))
+
+
+def sentence_with(index: SourceIndex, fragment: str) -> tuple[str, str]:
+    """(id, text) of the first source sentence containing `fragment`."""
+    found = next(s for s in index.sentences if fragment in s.text)
+    return found.id, found.text
+
+
+# (name, fragment locating the cited sentence, edit (old, new) or None, expected verdict, reason contains)
+EDITS = [
+    ("verbatim", "400km", None, "supported", None),
+    ("changed number", "400km", ("400km", "500km"), "unsupported", "number 500 not in evidence"),
+    ("changed date", "On August 15", ("August 15", "August 19"), "unsupported", "number 19 not in evidence"),
+    ("swapped name", "too risky, even for Putin", ("Aleksandr Baunov", "Yekaterina Schulmann"),
+     "unsupported", "name 'Yekaterina' not in evidence"),
+    ("swapped name back", "all very nice", ("Yekaterina Schulmann", "Aleksandr Baunov"),
+     "unsupported", "name 'Aleksandr' not in evidence"),
+    ("negation dropped", "did not give any evidence", ("did not give any evidence", "gave evidence"),
+     "unsupported", "negation differs from evidence: 'did not give'"),
+    ("negation added", "Russia has little to gain", ("Russia has little to gain", "Russia does not have much to gain"),
+     "supported", None),
+    ("negation added to a plain statement", "The leaders held two phone calls",
+     ("The leaders held two phone calls", "The leaders never held two phone calls"),
+     "unsupported", "negation differs from evidence: 'never held'"),
+    ("quotation changed", "It would change the mind of the population",
+     ("change the mind of the population", "change the heart of the nation"),
+     "unsupported", "quotation not in evidence"),
+]
+
+
+@pytest.mark.parametrize(("fragment", "edit", "verdict", "reason"), [e[1:] for e in EDITS], ids=[e[0] for e in EDITS])
+def test_catches_edits_to_the_cited_sentence(
+    index: SourceIndex, fragment: str, edit: tuple[str, str] | None, verdict: str, reason: str | None
+) -> None:
+    sentence_id, text = sentence_with(index, fragment)
+    claim = text if edit is None else text.replace(*edit)
+    assert claim != text or edit is None
+    result = verify_claim(claim, [sentence_id], index)
+    assert result.verdict == verdict, result
+    if reason is None:
+        assert result.reason is None
+    else:
+        assert result.reason is not None and reason in result.reason, result
+    assert 0.0 <= result.score <= 1.0
+
+
+@pytest.mark.parametrize("fragment", ["400km", "did not give any evidence", "too risky, even for Putin",
+                                      "Kremlin’s official statements fell well short"])
+def test_verbatim_sentence_scores_about_one(index: SourceIndex, fragment: str) -> None:
+    sentence_id, text = sentence_with(index, fragment)
+    result = verify_claim(text, [sentence_id], index)
+    assert result == Verification("supported", result.score, [sentence_id], False, None)
+    assert result.score >= 0.95
+
+
+# (name, claim, cited fragment, expected verdict, expected evidence fragment or None, reason contains)
+MISCITATIONS = [
+    ("right claim, wrong sentence", "The investigative group cited eyewitness accounts in a follow-up Facebook post.",
+     "Accessibility links", "supported", "follow-up Facebook post", None),
+    ("paraphrase cited elsewhere", "Baunov said using force against a friendly population may be too risky for Putin.",
+     "The leaders held two phone calls", "supported", "too risky, even for Putin", None),
+    ("unsupported anywhere", "The moon is made of green cheese, scientists said.", "400km",
+     "unsupported", None, "cited sentences are unrelated"),
+]
+
+
+@pytest.mark.parametrize(("claim", "cited", "verdict", "evidence", "reason"), [m[1:] for m in MISCITATIONS],
+                         ids=[m[0] for m in MISCITATIONS])
+def test_miscitation_is_recited_when_better_evidence_exists(
+    index: SourceIndex, claim: str, cited: str, verdict: str, evidence: str | None, reason: str | None
+) -> None:
+    cited_id, _ = sentence_with(index, cited)
+    result = verify_claim(claim, [cited_id], index)
+    assert result.verdict == verdict, result
+    if evidence is not None:
+        evidence_id, _ = sentence_with(index, evidence)
+        assert evidence_id in result.evidence_ids and cited_id not in result.evidence_ids
+        assert result.recited is True
+    else:
+        assert result.evidence_ids == [cited_id] and result.recited is False
+        assert result.reason is not None and reason in result.reason
+
+
+@pytest.mark.parametrize("cited", [[], ["s999"], ["nonsense", "s999"]])
+def test_unknown_or_missing_ids_are_ignored_and_evidence_is_searched(index: SourceIndex, cited: list[str]) -> None:
+    sentence_id, text = sentence_with(index, "400km")
+    result = verify_claim(text, cited, index)
+    assert result.verdict == "supported" and sentence_id in result.evidence_ids and result.recited
+
+
+def test_multi_sentence_evidence_is_combined(index: SourceIndex) -> None:
+    first, _ = sentence_with(index, "The leaders held two phone calls")
+    second, _ = sentence_with(index, "But it was the second conversation")
+    claim = "The leaders held two phone calls; the second, on August 16, coaxed Moscow into citing the CSTO."
+    result = verify_claim(claim, [first, second], index)
+    assert result.verdict == "supported", result
+    assert result.evidence_ids == [first, second]
+
+
+def test_threshold_override_changes_only_the_verdict(index: SourceIndex) -> None:
+    sentence_id, text = sentence_with(index, "400km")
+    strict = verify_claim(text, [sentence_id], index, threshold=1.0)
+    default = verify_claim(text, [sentence_id], index)
+    assert strict.score == default.score and strict.verdict == "unsupported"
+    assert 0.0 < DEFAULT_THRESHOLD < 1.0
+
+
+def test_empty_claim_and_empty_source_do_not_crash() -> None:
+    empty = SourceIndex([])
+    assert verify_claim("Something happened.", ["s1"], empty).verdict == "unsupported"
+    assert verify_claim("", [], empty).verdict in ("supported", "unsupported")
+
+
+def test_is_deterministic(index: SourceIndex) -> None:
+    sentence_id, text = sentence_with(index, "did not give any evidence")
+    claim = text.replace("did not give any evidence", "gave evidence")
+    assert len({repr(verify_claim(claim, [sentence_id], index)) for _ in range(3)}) == 1
