@@ -19,6 +19,7 @@ from service.problems import install_problem_handlers
 from service.prompts import available_prompts, load_prompt
 from service.schema import SummaryRequest, SummaryResponse
 from service.summarize import summarize_request
+from service.web import router as web_router
 
 log = logging.getLogger(__name__)
 
@@ -126,4 +127,5 @@ def create_app(settings: Settings | None = None, llm: LLMClient | None = None) -
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
+    app.include_router(web_router)  # the page at / (service/web.py)
     return app

@@ -31,7 +31,7 @@ _TITLE_MAX_WORDS = 25
 _TITLE_SEARCH_LINES = 6
 # A pull quote repeats a body paragraph; compare only with paragraphs this close (bounded cost).
 _PULL_QUOTE_WINDOW = 30
-_PULL_QUOTE_MIN_WORDS = 4
+_PULL_QUOTE_MIN_WORDS = 6
 _PULL_QUOTE_CONTAINED = 0.8
 
 _UI_LABELS = frozenset(
@@ -51,6 +51,11 @@ _UI_LABELS = frozenset(
     """.replace("\n", "").split("|")
 )
 
+_MONTHS = (
+    r"(?:january|february|march|april|may|june|july|august|september|october|november|december"
+    r"|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)\b"
+)
+_DAYS = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tue|tues|wed|thu|thurs|fri|sat|sun)\b"
 _TIME = r"(?:\d{1,2}:)?\d{1,2}:\d{2}"
 _NAME = r"[A-Z][\w'’.-]+(?:\s+[A-Z][\w'’.-]+){0,3}"
 _AGENCIES = r"AP|AFP|Reuters|REUTERS|Getty Images|EPA|Bloomberg|Shutterstock|Alamy|PA"
@@ -74,7 +79,7 @@ _FURNITURE: list[tuple[str, re.Pattern[str]]] = [
     ("caption", re.compile(r"\b(?:photograph|photo|image|picture|credit)\s*:\s*[\w .,'’&/-]{2,60}$", re.I)),
     ("caption", re.compile(rf"(?:/|\|)\s*(?:{_AGENCIES})\s*$")),
     ("caption", re.compile(r"\b(?:REUTERS|AFP|AP|EPA)/[A-Z][\w .-]+$")),
-    ("copyright", re.compile(r"^(?:©|\(c\)\s|copyright\b)", re.I)),
+    ("copyright", re.compile(r"^(?:©|\(c\)|copyright)\s*(?:©\s*)?(?:\d{4}|by\b)", re.I)),
     ("copyright", re.compile(r"\ball rights reserved\b", re.I)),
     (
         "cookie banner",
@@ -106,7 +111,14 @@ _FURNITURE: list[tuple[str, re.Pattern[str]]] = [
     ),
     ("share bar", re.compile(r"^(?:share (?:on|via) \w+\s*)+$", re.I)),
     ("byline", re.compile(rf"^[Bb][Yy]\s+{_NAME}(?:\s*(?:,|and|&)\s*{_NAME})*\s*$")),
-    ("timestamp", re.compile(r"^(?:published|updated|posted|last updated|first published|modified)\b.{0,60}$", re.I)),
+    (
+        "timestamp",
+        re.compile(
+            r"^(?:published|updated|posted|last updated|first published|modified)\s*:?\s*(?:on\s+|at\s+)?"
+            rf"(?:\d|{_MONTHS}|{_DAYS}|today|yesterday|an? (?:hour|minute|day)s? ago)",
+            re.I,
+        ),
+    ),
     ("credit line", re.compile(r"^(?:additional )?reporting by\b|^(?:writing|editing) by\b", re.I)),
     ("credit line", re.compile(r"\bcontributed (?:reporting|to this (?:report|article|story))\.?$", re.I)),
 ]
@@ -214,9 +226,9 @@ def _join_wrapped(decisions: list[LineDecision]) -> list[LineDecision]:
             and previous.kept
             and decision.kept
             and previous.block == decision.block
-            and len(previous.text) >= 40
             and not _ends_sentence(previous.text)
-            and (decision.text[0].islower() or previous.text[-1] in ",;")
+            # A lower-case start means a sentence continues; a long line ending in a comma too.
+            and (decision.text[0].islower() or (len(previous.text) >= 40 and previous.text[-1] in ",;"))
         ):
             joined[-1] = LineDecision(f"{previous.text} {decision.text}", "body", previous.block)
         else:
@@ -273,7 +285,7 @@ def _structure_pass(decisions: list[LineDecision]) -> list[LineDecision]:
         if not decision.kept:
             continue
         words = _words(decision.text)
-        if _ATTRIBUTION.match(decision.text) and len(words) <= 8:
+        if _ATTRIBUTION.match(decision.text) and len(words) <= 8 and not _ends_sentence(decision.text):
             result[index] = LineDecision(decision.text, "attribution line", decision.block)
         elif not _ends_sentence(decision.text) and len(words) < _HEADING_MAX_WORDS:
             result[index] = LineDecision(decision.text, "heading or label", decision.block)

@@ -7,6 +7,7 @@ retries are deliver.py's (one tenacity policy, `Retry-After` honoured).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -14,18 +15,28 @@ import httpx
 
 from service.config import Settings
 from service.deliver import DeliveryError, post_incoming_webhook
-from service.errors import URLNotAllowed
+from service.errors import SummaryError
+from service.fetch import PinnedBackend, PinnedTransport, check_url
 from service.jobs import Job
 from service.schema import SummaryResponse
 
 log = logging.getLogger(__name__)
 
 
-async def check_callback_url(url: str, settings: Settings) -> None:
-    """Raise URLNotAllowed unless `url` passes the URL-ingestion host checks (scheme, resolved address)."""
-    from service import fetch  # the ingest helper's checks; imported late so jobs work without it at import
+def check_callback_url(url: str, settings: Settings) -> None:
+    """Raise URLNotAllowed / InvalidInput unless `url` passes URL ingestion's checks (scheme, literal host)."""
+    check_url(url, allow_private=settings.fetch_allow_private)
 
-    await fetch.check_url(url, settings)
+
+def callback_client(settings: Settings) -> httpx.AsyncClient:
+    """A client that, like URL ingestion's, checks every resolved address at connect time and never redirects."""
+    backend = PinnedBackend(allow_private=settings.fetch_allow_private)
+    return httpx.AsyncClient(
+        transport=PinnedTransport(backend),
+        timeout=settings.callback_timeout_s,
+        follow_redirects=False,
+        trust_env=False,
+    )
 
 
 def callback_payload(job: Job) -> dict[str, Any]:
@@ -46,14 +57,13 @@ async def send_callback(job: Job, *, settings: Settings, client: httpx.AsyncClie
     if not job.callback_url:
         return None
     try:
-        await check_callback_url(job.callback_url, settings)
+        check_callback_url(job.callback_url, settings)
         payload = callback_payload(job)
-        if client is not None:
+        async with contextlib.AsyncExitStack() as stack:
+            if client is None:
+                client = await stack.enter_async_context(callback_client(settings))
             await post_incoming_webhook(client, payload, settings=settings, url=job.callback_url)
-        else:
-            async with httpx.AsyncClient(timeout=settings.callback_timeout_s, follow_redirects=False) as own:
-                await post_incoming_webhook(own, payload, settings=settings, url=job.callback_url)
-    except (URLNotAllowed, DeliveryError) as exc:
+    except (SummaryError, DeliveryError, httpx.HTTPError) as exc:  # refused address, DNS, HTTP answer
         log.warning("job %s: callback to %s not delivered: %s", job.id, job.callback_url, exc)
         return str(exc) or type(exc).__name__
     return None

@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     # just above request_deadline_s.
     job_timeout_s: float = Field(default=200.0, gt=0)
     job_lease_s: float = Field(default=30.0, gt=0)
+    job_retry_backoff_s: float = Field(default=1.0, ge=0)  # doubled per failed attempt, capped at 30 s
     job_concurrency: int = Field(default=4, ge=1, le=256)
     job_retention_s: int = Field(default=7 * 86_400, ge=60)
     embedded_worker: bool = True

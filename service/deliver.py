@@ -77,9 +77,8 @@ def check_target(url: str, allowed_hosts: list[str]) -> str:
 
 
 def _wait(settings: Settings):
-    backoff = wait_exponential_jitter(
-        initial=settings.slack_delivery_backoff_initial_s, max=settings.slack_delivery_backoff_max_s
-    )
+    initial = settings.slack_delivery_backoff_initial_s
+    backoff = wait_exponential_jitter(multiplier=initial, jitter=initial, max=settings.slack_delivery_backoff_max_s)
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

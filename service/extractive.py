@@ -22,6 +22,9 @@ STOPWORDS = frozenset(
 )
 MIN_WORDS = 8
 MAX_WORDS = 60
+MMR_LAMBDA = 0.6
+ADJACENT = 2
+ADJACENCY_PENALTY = 0.25
 
 
 def content_words(text: str) -> list[str]:
@@ -43,8 +46,9 @@ def _similarity(a: Counter[str], b: Counter[str]) -> float:
     return shared / math.sqrt(max(1, sum(a.values())) * max(1, sum(b.values())))
 
 
-def rank_sentences(sentences: list[Sentence]) -> list[tuple[float, Sentence]]:
-    """Score every eligible sentence by centrality (shared content words) and position."""
+def rank_sentences(sentences: list[Sentence], title: str | None = None) -> list[tuple[float, Sentence]]:
+    """Score every eligible sentence by centrality (shared content words), position and the headline."""
+    title_words = set(content_words(title or ""))
     bags = [Counter(content_words(s.text)) for s in sentences]
     document_frequency: Counter[str] = Counter()
     for bag in bags:
@@ -59,24 +63,40 @@ def rank_sentences(sentences: list[Sentence]) -> list[tuple[float, Sentence]]:
         if not _eligible(sentence) or not bag:
             continue
         weight = sum(idf[w] * min(centroid[w] - bag[w], 5) for w in bag) / (len(bag) ** 0.5 * 10)
-        lead_bonus = 1.0 + 0.6 * math.exp(-position / max(4.0, n / 8))
+        lead_bonus = 1.0 + 0.35 * math.exp(-position / max(4.0, n / 8))
         # Direct quotations are colour, not the news: rank them a little lower.
         quote_penalty = 0.8 if sentence.text.lstrip()[:1] in "\"“'‘" else 1.0
-        ranked.append((weight * lead_bonus * quote_penalty, sentence))
+        # The headline names the story: sentences that share its words carry it.
+        title_bonus = 1.0 + 0.5 * len(title_words & set(bag)) / len(title_words) if title_words else 1.0
+        ranked.append((weight * lead_bonus * quote_penalty * title_bonus, sentence))
     ranked.sort(key=lambda item: (-item[0], item[1].start))
     return ranked
 
 
-def summarize_extractive(sentences: list[Sentence], max_sentences: int) -> list[Sentence]:
-    """The top sentences by rank, skipping near-duplicates, returned in article order."""
-    chosen: list[Sentence] = []
-    chosen_bags: list[Counter[str]] = []
-    for _, sentence in rank_sentences(sentences):
-        bag = Counter(content_words(sentence.text))
-        if any(_similarity(bag, other) > 0.5 for other in chosen_bags):
-            continue
-        chosen.append(sentence)
-        chosen_bags.append(bag)
-        if len(chosen) == max_sentences:
+def summarize_extractive(sentences: list[Sentence], max_sentences: int, title: str | None = None) -> list[Sentence]:
+    """The best sentences by maximal marginal relevance (rank minus overlap with those already chosen),
+    returned in article order, so the summary covers the article rather than repeating its lead."""
+    ranked = rank_sentences(sentences, title)
+    position = {s.id: i for i, s in enumerate(sentences)}
+    if not ranked:
+        return []
+    top = ranked[0][0] or 1.0
+    candidates = [(score / top, sentence, Counter(content_words(sentence.text))) for score, sentence in ranked]
+    chosen: list[tuple[Sentence, Counter[str]]] = []
+    while candidates and len(chosen) < max_sentences:
+        best_index, best_value = -1, -math.inf
+        for i, (relevance, sentence, bag) in enumerate(candidates):
+            redundancy = max((_similarity(bag, other) for _, other in chosen), default=0.0)
+            # Neighbours of a chosen sentence usually continue its point: prefer spread.
+            if any(abs(position[sentence.id] - position[c.id]) <= ADJACENT for c, _ in chosen):
+                redundancy += ADJACENCY_PENALTY
+            if redundancy > 0.5 + ADJACENCY_PENALTY:
+                continue  # a near-duplicate says nothing new
+            value = MMR_LAMBDA * relevance - (1 - MMR_LAMBDA) * redundancy
+            if value > best_value:
+                best_index, best_value = i, value
+        if best_index < 0:
             break
-    return sorted(chosen, key=lambda s: s.start)
+        _, sentence, bag = candidates.pop(best_index)
+        chosen.append((sentence, bag))
+    return sorted((s for s, _ in chosen), key=lambda s: s.start)

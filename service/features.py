@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from service.analysis import Analysis, lemma_free, lexicon
 
-__all__ = ["FEATURE_NAMES", "Comparison", "compare"]
+__all__ = ["FEATURE_NAMES", "Comparison", "SourceVocabulary", "compare"]
 
 # Order matters: the shipped weights in service/data/verifier.json are listed by these names.
 FEATURE_NAMES: tuple[str, ...] = (
@@ -25,7 +25,32 @@ FEATURE_NAMES: tuple[str, ...] = (
     "antonym_flip",  # the claim uses the antonym of an evidence word it does not contain
     "log_length",  # log(1 + number of content lemmas)
     "evidence_sentences",  # how many sentences the evidence spans (1-3)
+    "log_missing_content",  # log(1 + content lemmas absent from the evidence)
+    "names_not_in_source",  # names that occur nowhere in the source (capped at 3)
+    "numbers_not_in_source",  # numbers that occur nowhere in the source (capped at 2)
 )
+
+
+@dataclass(frozen=True)
+class SourceVocabulary:
+    """Everything the whole source says, for telling 'elsewhere in the article' from 'made up'."""
+
+    content: frozenset[str]
+    words: frozenset[str]  # surface tokens and lemmas
+    numbers: frozenset[str]
+
+    @classmethod
+    def of(cls, analyses: Sequence[Analysis]) -> SourceVocabulary:
+        """Collect the vocabulary of analysed source sentences."""
+        content: set[str] = set()
+        words: set[str] = set()
+        numbers: set[str] = set()
+        for a in analyses:
+            content |= a.content
+            words.update(a.tokens)
+            words.update(a.lemmas)
+            numbers |= a.numbers
+        return cls(frozenset(content), frozenset(words), frozenset(numbers))
 
 
 @dataclass(frozen=True)
@@ -71,8 +96,8 @@ def _contains_phrase(evidence: Sequence[Analysis], phrase: tuple[str, ...]) -> b
     return any(needle in sentence.joined for sentence in evidence)
 
 
-def compare(claim: Analysis, evidence: Sequence[Analysis], source_content: frozenset[str]) -> Comparison:
-    """Compare a claim with its evidence sentences; `source_content` is every content lemma of the source."""
+def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabulary) -> Comparison:
+    """Compare a claim with its evidence sentences, and with the `source` vocabulary as a whole."""
     lex = lexicon()
     ev_content: set[str] = set()
     ev_tokens: set[str] = set()
@@ -101,7 +126,7 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source_content: froze
     weighted = sum(_weight(w) for w in found) / total_weight if total_weight else 1.0
     bigram_recall = len(claim.bigrams & ev_bigrams) / len(claim.bigrams) if claim.bigrams else recall
     best_sentence = max((len(content & s.content) / n for s in evidence), default=0.0) if n else 1.0
-    novel = len(content - source_content) / n if n else 0.0
+    novel = len(content - source.content) / n if n else 0.0
 
     problems: list[str] = []
     missing_numbers = sorted(claim.numbers - ev_numbers)
@@ -156,5 +181,8 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source_content: froze
         float(antonym is not None),
         math.log1p(n),
         float(len(evidence)),
+        math.log1p(n - len(found)),
+        float(min(sum(1 for name in claim.names if name not in source.words), 3)),
+        float(min(len(claim.numbers - source.numbers), 2)),
     )
     return Comparison(values=values, problems=tuple(problems))

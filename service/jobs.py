@@ -129,18 +129,33 @@ class JobStore(Protocol):
         ...
 
 
+# Same prefix as problems.TYPE_PREFIX; spelled out so workers need not import the web layer.
+PROBLEM_TYPE_PREFIX = "urn:citesum:problem:"
+
+
+def abandoned_problem(attempts: int, max_attempts: int) -> dict[str, Any]:
+    """The error of a job whose worker died on its last allowed attempt."""
+    return {
+        "type": PROBLEM_TYPE_PREFIX + "job-abandoned",
+        "title": "Summary job failed",
+        "status": 500,
+        "detail": f"the worker running attempt {attempts} of {max_attempts} stopped before finishing; no attempts left",
+        "attempts": attempts,
+    }
+
+
 def problem_from_exception(exc: BaseException, *, attempts: int) -> dict[str, Any]:
     """An RFC 9457 problem dict for a job that ended in `exc` (never a traceback)."""
     if isinstance(exc, SummaryError):
         problem: dict[str, Any] = {
-            "type": f"/problems/{exc.type_slug}",
+            "type": PROBLEM_TYPE_PREFIX + exc.type_slug,
             "title": exc.title,
             "status": exc.status,
             "detail": exc.message,
         }
     else:
         problem = {
-            "type": "/problems/job-failed",
+            "type": PROBLEM_TYPE_PREFIX + "job-failed",
             "title": "Summary job failed",
             "status": 500,
             "detail": f"{type(exc).__name__}: {str(exc)[:300]}",

@@ -18,18 +18,19 @@ PREFIX = "citesum:job:"
 IDEMPOTENCY_PREFIX = "citesum:idempotency:"
 
 # KEYS[1] job hash, KEYS[2] idempotency key ("" when none)
-# ARGV: fingerprint, ttl, then field/value pairs of the new job
+# ARGV: fingerprint, ttl, job id, then field/value pairs of the new job.
+# Returns the "fingerprint job-id" stored under the key when it already exists, else creates the job.
 _CREATE = """
 if KEYS[2] ~= '' then
   local existing = redis.call('GET', KEYS[2])
   if existing then return existing end
 end
 local fields = {}
-for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 if KEYS[2] ~= '' then
-  redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. string.sub(KEYS[1], string.len('""" + PREFIX + """') + 1), 'EX', ARGV[2])
+  redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. ARGV[3], 'EX', ARGV[2])
 end
 return false
 """
@@ -113,7 +114,7 @@ class RedisJobStore:
         idem = IDEMPOTENCY_PREFIX + idempotency_key if idempotency_key is not None else ""
         flat = [item for pair in _job_fields(job).items() for item in pair]
         existing = await self._create(
-            keys=[PREFIX + job.id, idem], args=[fingerprint or "-", self.retention_s, *flat]
+            keys=[PREFIX + job.id, idem], args=[fingerprint or "-", self.retention_s, job.id, *flat]
         )
         if existing is None:
             return job, True
@@ -152,11 +153,16 @@ class RedisJobStore:
     ) -> bool:
         args = [
             attempt,
-            "status", "succeeded" if error is None else "failed",
-            "result", json.dumps(result),
-            "error", json.dumps(error),
-            "callback_error", callback_error or "",
-            "updated_at", repr(time.time()),
+            "status",
+            "succeeded" if error is None else "failed",
+            "result",
+            json.dumps(result),
+            "error",
+            json.dumps(error),
+            "callback_error",
+            callback_error or "",
+            "updated_at",
+            repr(time.time()),
         ]
         return bool(await self._update(keys=[PREFIX + job_id], args=args))
 

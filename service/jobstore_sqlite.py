@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from service.jobs import IdempotencyKeyReused, Job, Progress
+from service.jobs import IdempotencyKeyReused, Job, Progress, abandoned_problem
 
 T = TypeVar("T")
 
@@ -160,10 +160,22 @@ class SQLiteJobStore:
                 " result, error, callback_url, callback_format, cache_key, created_at, updated_at,"
                 " idempotency_key, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    job.id, job.status, job.attempts, job.max_attempts, job.progress.done, job.progress.total,
-                    json.dumps(job.request), _dumps(job.result), _dumps(job.error), job.callback_url,
-                    job.callback_format, job.cache_key, job.created_at, job.updated_at,
-                    idempotency_key, fingerprint,
+                    job.id,
+                    job.status,
+                    job.attempts,
+                    job.max_attempts,
+                    job.progress.done,
+                    job.progress.total,
+                    json.dumps(job.request),
+                    _dumps(job.result),
+                    _dumps(job.error),
+                    job.callback_url,
+                    job.callback_format,
+                    job.cache_key,
+                    job.created_at,
+                    job.updated_at,
+                    idempotency_key,
+                    fingerprint,
                 ),
             )
             return job, True
@@ -280,14 +292,7 @@ class SQLiteJobStore:
             for row in rows:
                 job = _job_from_row(row)
                 if job.attempts >= job.max_attempts:
-                    error = {
-                        "type": "/problems/job-abandoned",
-                        "title": "Summary job failed",
-                        "status": 500,
-                        "detail": f"the worker running attempt {job.attempts} of {job.max_attempts} stopped "
-                        "before finishing; no attempts left",
-                        "attempts": job.attempts,
-                    }
+                    error = abandoned_problem(job.attempts, job.max_attempts)
                     conn.execute(
                         "UPDATE jobs SET status = 'failed', error = ?, lease_owner = NULL, lease_until = NULL,"
                         " updated_at = ? WHERE id = ?",

@@ -122,7 +122,11 @@ def render_summary(response: SummaryResponse, *, source_url: str | None = None) 
         for citation in sentence.citations:
             number = numbers.setdefault(citation.sentence_id, len(numbers) + 1)
             marks.append(f"[{number}]")
-            # The evidence is repeated under every sentence that leans on it, so each reads on its own.
+            # The evidence is repeated under every sentence that leans on it, so each reads on its own;
+            # a sentence taken word for word from the article (the extractive default) is not printed twice.
+            if " ".join(citation.quote.split()) == " ".join(sentence.text.split()):
+                quotes.append(f">[{number}] _{citation.sentence_id}_: quoted word for word from the article")
+                continue
             quote = escape_mrkdwn(_trim(" ".join(citation.quote.split()), QUOTE_MAX_CHARS))
             quotes.append(f">[{number}] _{citation.sentence_id}_: “{quote}”")
         cites = " ".join(dict.fromkeys(marks))
@@ -163,7 +167,7 @@ def render_help(command: str = "/summarize", *, problem: str | None = None) -> M
         f"*{escape_mrkdwn(command)} &lt;link or pasted article&gt;* writes a short summary in which every "
         "sentence cites the article sentences it rests on, and is checked against them.",
         f"• `{escape_mrkdwn(command)} https://example.com/news/story` summarizes a page",
-        f"• `{escape_mrkdwn(command)} <pasted article text>` summarizes the text itself",
+        f"• `{escape_mrkdwn(command)} &lt;pasted article text&gt;` summarizes the text itself",
         "• `--public` posts the summary to the channel, `--private` shows it only to you",
         "• `--flag` keeps unverified sentences and marks them; `--drop` (default) removes and counts them",
         f"• `{escape_mrkdwn(command)} help` shows this message",

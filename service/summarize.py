@@ -215,7 +215,7 @@ class ExtractiveDrafter:
     async def draft(
         self, document: Document, sentences: list[Sentence], max_sentences: int, run: Run, progress: Progress | None
     ) -> tuple[list[Draft], int]:
-        picked = summarize_extractive(sentences, max_sentences)
+        picked = summarize_extractive(sentences, max_sentences, document.title)
         if progress:
             progress(1, 1)
         return [Draft(s.text, [s.id]) for s in picked], 1

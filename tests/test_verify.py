@@ -30,7 +30,7 @@ EDITS = [
     ("changed date", "On August 15", ("August 15", "August 19"), "unsupported", "number 19 not in evidence"),
     ("swapped name", "too risky, even for Putin", ("Aleksandr Baunov", "Yekaterina Schulmann"),
      "unsupported", "name 'Yekaterina' not in evidence"),
-    ("swapped name back", "all very nice", ("Yekaterina Schulmann", "Aleksandr Baunov"),
+    ("swapped name back", "Moscow-based political scientist", ("Yekaterina Schulmann", "Aleksandr Baunov"),
      "unsupported", "name 'Aleksandr' not in evidence"),
     ("negation dropped", "did not give any evidence", ("did not give any evidence", "gave evidence"),
      "unsupported", "negation differs from evidence: 'did not give'"),

@@ -15,6 +15,7 @@
     selected: null, // index of the pinned summary sentence
     controller: null,
     timer: null,
+    progressNote: "", // "2 of 5 chunks summarized" while a job runs
   };
 
   /** Create an element with attributes and text/element children (strings become text nodes). */
@@ -144,9 +145,12 @@
     $("progress").hidden = false;
     $("submit").disabled = true;
     $("cancel").hidden = false;
+    state.progressNote = "";
+    $("progress-bar").removeAttribute("value");
     const tick = () => {
       const seconds = (performance.now() - started) / 1000;
-      $("progress-text").textContent = `Summarizing and verifying… ${seconds.toFixed(1)} s`;
+      const note = state.progressNote ? ` ${state.progressNote},` : "";
+      $("progress-text").textContent = `Summarizing and verifying…${note} ${seconds.toFixed(1)} s`;
     };
     tick();
     state.timer = setInterval(tick, 200);
@@ -159,6 +163,46 @@
     $("progress").hidden = true;
     $("submit").disabled = false;
     $("cancel").hidden = true;
+  }
+
+  const sleep = (ms, signal) => new Promise((resolve, reject) => {
+    const id = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => { clearTimeout(id); reject(new DOMException("Aborted", "AbortError")); }, { once: true });
+  });
+
+  /** Poll the job a 202 answer points at (GET /v1/jobs/{id}) until it succeeds or fails. */
+  async function followJob(accepted, signal) {
+    let job = await accepted.json();
+    const url = accepted.headers.get("Location") || job.url || `/v1/jobs/${job.id}`;
+    for (let wait = 150; ; wait = Math.min(wait * 1.5, 1000)) {
+      showJobProgress(job);
+      if (job.status === "succeeded") return render(job.result);
+      if (job.status === "failed") {
+        const error = job.error || {};
+        return showError(error.title || "The summary failed", error.detail || "");
+      }
+      await sleep(wait, signal);
+      const response = await fetch(url, { headers: { Accept: "application/json" }, signal });
+      if (!response.ok) {
+        const problem = await problemFrom(response);
+        return showError(problem.title, problem.detail);
+      }
+      job = await response.json();
+    }
+  }
+
+  function showJobProgress(job) {
+    const progress = job.progress || {};
+    const bar = $("progress-bar");
+    if (progress.total > 0) {
+      bar.max = progress.total;
+      bar.value = progress.done;
+      state.progressNote = `${progress.done} of ${progress.total} chunk${progress.total === 1 ? "" : "s"} summarized`;
+    } else {
+      bar.removeAttribute("value"); // indeterminate until the article is chunked
+      state.progressNote = job.status === "queued" ? "Queued" : "";
+    }
+    if (job.attempts > 1) state.progressNote += ` (attempt ${job.attempts})`;
   }
 
   function requestBody() {
@@ -194,13 +238,23 @@
     try {
       const response = await fetch(API, {
         method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "application/json, application/problem+json" },
+        // A server with the job API answers 202 and a job to poll (so we can show chunks done of
+        // total); one without it ignores the preference and answers 200 with the summary.
+        headers: {
+          "Content-Type": "application/json",
+          Accept: "application/json, application/problem+json",
+          Prefer: "respond-async",
+        },
         body: JSON.stringify(body),
         signal: state.controller.signal,
       });
       if (!response.ok) {
         const problem = await problemFrom(response);
         showError(problem.title, problem.detail);
+        return;
+      }
+      if (response.status === 202) {
+        await followJob(response, state.controller.signal);
         return;
       }
       render(await response.json());
@@ -315,7 +369,8 @@
   }
 
   function renderMeta(response) {
-    const parts = [`Written by ${response.provider} (${response.model})`, `prompt ${response.prompt_version}`];
+    const parts = [`Written by ${response.provider} (${response.model})`];
+    if (response.prompt_version && response.prompt_version !== "none") parts.push(`prompt ${response.prompt_version}`);
     if (response.usage) parts.push(`${response.usage.llm_calls} LLM call${response.usage.llm_calls === 1 ? "" : "s"}`);
     if (response.chunks > 1) parts.push(`${response.chunks} chunks`);
     const total = response.timings_ms && (response.timings_ms.total ?? response.timings_ms.total_ms);

@@ -1,0 +1,95 @@
+"""Start and stop real service processes for the job tests (loopback only), and read the fakes' run log."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def service_env(extra: dict[str, str]) -> dict[str, str]:
+    """The test process's environment (already scrubbed by conftest) plus `extra`, with the repo importable."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def start_service(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`python -m service <args>`, output to `log_path`."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "service", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+def stop(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> int:
+    """SIGTERM, then SIGKILL if it does not exit in time; returns the exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def wait_for(check: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 0.05) -> T:
+    """Poll `check` until it returns something truthy; fail the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+
+
+def run_events(path: Path) -> list[tuple[str, int, str]]:
+    """(event, pid, job word) lines written by tests.jobs_fakes."""
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        event, pid, word = line.split()
+        events.append((event, int(pid), word))
+    return events
+
+
+def api_with_jobs():  # noqa: ANN201 - a uvicorn --factory target
+    """The service's app with the jobs router included (a no-op once api.py includes it itself)."""
+    from service.api import create_app
+    from service.jobs_api import router
+
+    app = create_app()
+    if not any(getattr(route, "path", None) == "/v1/jobs/{job_id}" for route in app.routes):
+        app.include_router(router)
+    return app
+
+
+def start_api(port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """The API on 127.0.0.1:`port` in its own process."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [
+                sys.executable, "-m", "uvicorn", "--factory", "tests.process_helpers:api_with_jobs",
+                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+            ],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip

@@ -1,0 +1,263 @@
+"""The page at `/` in a real browser: Debian's headless Chromium driven by Playwright, against the real app."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+
+from service.api import create_app
+from service.config import Settings
+from service.schema import SummaryRequest
+from service.summarize import summarize_request
+from service.web import router as web_router
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_TEXT = (ROOT / "seeds" / "belarus-putin-options.txt").read_text(encoding="utf-8")
+CHROMIUM = Path("/usr/bin/chromium")
+# Read at import: the autouse offline_environment fixture clears CITESUM_* variables before each test.
+ARTIFACTS = Path(os.environ.get("CITESUM_ARTIFACTS_DIR") or ROOT / "tests" / "artifacts")
+README_SCREENSHOT = ROOT / "docs" / "screenshot.png"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(f"CI=true but {CHROMIUM} is missing; .ci/run installs it with `apt-get install chromium`")
+    pytest.skip(f"{CHROMIUM} is missing (install it with `apt-get install chromium`; on CI this fails)")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
+    """One Chromium per module with a fresh profile; never a downloaded browser."""
+    _require_chromium()
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 900},
+        )
+        yield context
+        context.close()
+
+
+@pytest.fixture
+def page(browser: BrowserContext) -> Iterator[Page]:
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    page.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[FastAPI], str]]:
+    """Start apps with uvicorn on 127.0.0.1 (a free port, in a thread); returns their base URL."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(app: FastAPI) -> str:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))  # the socket is handed to uvicorn, so no other process can take the port
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            thread.join(0.02)
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def real_app_url(serve: Callable[[FastAPI], str]) -> str:
+    """The real app on the embedded default: no LLM anywhere."""
+    return serve(create_app(Settings(provider="embedded")))
+
+
+def summarize_on_page(page: Page, base_url: str, text: str, *, policy: str = "drop") -> dict[str, Any]:
+    """Paste `text`, submit, wait for the summary; return the JSON the server answered with."""
+    page.goto(base_url + "/")
+    page.fill("#text", text)
+    page.select_option("#policy", policy)
+    with page.expect_response("**/v1/summaries") as answer:
+        page.click("#submit")
+    expect(page.locator("#summary .sent").first).to_be_visible()
+    assert answer.value.status == 200, answer.value.text()
+    return answer.value.json()
+
+
+def cited_quotes(sentence: dict[str, Any]) -> list[str]:
+    """A summary sentence's quotes, one per cited sentence, in article order (how the page shows them)."""
+    by_id = {c["sentence_id"]: c for c in sentence["citations"]}
+    return [c["quote"] for c in sorted(by_id.values(), key=lambda c: c["start"])]
+
+
+def save_screenshot(page: Page, name: str, *, full_page: bool = False) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+def test_clicking_a_summary_sentence_lights_up_its_quotes(page: Page, real_app_url: str) -> None:
+    data = summarize_on_page(page, real_app_url, SEED_TEXT)
+    text = data["document"]["text"]
+    for sentence in data["summary"]:
+        for c in sentence["citations"]:
+            assert text[c["start"] : c["end"]] == c["quote"]
+
+    # The sentence citing furthest down the article, so the page has to scroll to its evidence.
+    index, sentence = max(enumerate(data["summary"]), key=lambda p: max(c["start"] for c in p[1]["citations"]))
+    button = page.locator(f'#summary .sent[data-index="{index}"]')
+    button.click()
+
+    expect(button).to_have_attribute("aria-pressed", "true")
+    highlighted = page.locator("#article .src.hl")
+    assert highlighted.all_inner_texts() == cited_quotes(sentence)
+    expect(highlighted.first).to_be_in_viewport()
+    expect(page.locator("#summary .badge").first).to_have_text("supported")
+
+    # The other way round: the source sentence names the summary sentences resting on it.
+    highlighted.first.click()
+    expect(page.locator("#article .backref-note")).to_contain_text("cited by")
+    expect(page.locator("#article .backref-note .jump")).to_have_text([str(index + 1)])
+    expect(button).to_have_class(re.compile(r"\bbackref\b"))
+
+    page.mouse.move(0, 0)  # no hover preview in the picture
+    save_screenshot(page, "web-desktop.png", full_page=True)
+    README_SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(README_SCREENSHOT), full_page=True)
+
+
+def test_copy_buttons_give_numbered_citations_and_footnotes(page: Page, real_app_url: str) -> None:
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=real_app_url)
+    data = summarize_on_page(page, real_app_url, SEED_TEXT)
+    first, quote = data["summary"][0], data["summary"][0]["citations"][0]["quote"]
+
+    page.click("#copy-text")
+    expect(page.locator("#copy-status")).to_have_text("Copied plain text.")
+    plain = page.evaluate("navigator.clipboard.readText()")
+    assert plain.startswith(f"{first['text']} [1]\n")
+    assert f'\n[1] "{quote}" ({first["citations"][0]["sentence_id"]})\n' in plain
+
+    page.click("#copy-md")
+    expect(page.locator("#copy-status")).to_have_text("Copied Markdown.")
+    markdown = page.evaluate("navigator.clipboard.readText()")
+    assert markdown.startswith(f"{first['text']}[^1]\n\n")
+    assert f'\n[^1]: "{quote}" ({first["citations"][0]["sentence_id"]})\n' in markdown
+
+
+def test_phone_width_is_one_column_and_keyboard_works(page: Page, real_app_url: str) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    data = summarize_on_page(page, real_app_url, SEED_TEXT, policy="flag")
+
+    # Both boxes measured in one go: the page may still be scrolling to the result.
+    summary_box, article_box = page.evaluate(
+        "['.summary-pane', '.article-pane'].map(s => document.querySelector(s).getBoundingClientRect().toJSON())"
+    )
+    assert abs(summary_box["x"] - article_box["x"]) < 1  # stacked, not side by side
+    assert article_box["y"] >= summary_box["bottom"]
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scroll
+
+    # Keyboard: Tab from the copy buttons reaches the first summary sentence; Enter pins, Space unpins.
+    page.focus("#copy-md")
+    page.keyboard.press("Tab")
+    first = page.locator('#summary .sent[data-index="0"]')
+    expect(first).to_be_focused()
+    assert first.evaluate("b => getComputedStyle(b).outlineStyle") == "solid"  # visible focus ring
+    expect(first.locator(".reason")).to_be_visible()  # the verdict's reason shows on focus
+    page.keyboard.press("Enter")
+    expect(first).to_have_attribute("aria-pressed", "true")
+    assert page.locator("#article .src.hl").all_inner_texts() == cited_quotes(data["summary"][0])
+    page.keyboard.press(" ")
+    expect(first).to_have_attribute("aria-pressed", "false")
+    expect(page.locator("#article .src.hl")).to_have_count(0)
+
+    page.keyboard.press("Enter")
+    page.evaluate("window.scrollTo(0, 0)")
+    save_screenshot(page, "web-phone.png")
+
+
+def test_problem_json_errors_show_title_and_detail(page: Page, real_app_url: str) -> None:
+    page.goto(real_app_url + "/")
+    page.fill("#text", "  \n ")
+    page.click("#submit")
+    expect(page.locator("#error-title")).to_have_text("Nothing to summarize")  # caught before any request
+
+    page.fill("#text", SEED_TEXT)
+    page.fill("#max-sentences", "99")  # over the API's limit of 30: the server's 422 must be shown as is
+    with page.expect_response("**/v1/summaries") as answer:
+        page.click("#submit")
+    problem = answer.value.json()
+    assert answer.value.status >= 400
+    assert answer.value.headers["content-type"].startswith("application/problem+json")
+    expect(page.locator("#error-title")).to_have_text(problem["title"])
+    expect(page.locator("#error-detail")).to_contain_text(problem["detail"])
+    expect(page.locator("#result")).to_be_hidden()
+    save_screenshot(page, "web-error.png")
+
+
+def test_job_progress_is_shown_while_polling(page: Page, serve: Callable[[FastAPI], str]) -> None:
+    """A server that answers 202 with a job (GET /v1/jobs/{id}) gets chunks-done-of-total progress."""
+    app = FastAPI()
+    app.include_router(web_router)
+    polls = {"count": 0}
+    steps = [("running", 0, 3), ("running", 1, 3), ("running", 2, 3), ("running", 3, 3)]
+
+    def job(status: str, done: int, total: int, result: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"id": "j1", "url": "/v1/jobs/j1", "status": status, "attempts": 1,
+                "progress": {"done": done, "total": total}, "result": result, "error": None}
+
+    @app.post("/v1/summaries", status_code=202)
+    async def accept() -> dict[str, Any]:
+        return job("queued", 0, 0)
+
+    @app.get("/v1/jobs/j1")
+    async def poll() -> dict[str, Any]:
+        polls["count"] += 1
+        if polls["count"] <= len(steps):
+            return job(*steps[polls["count"] - 1])
+        request = SummaryRequest(text=SEED_TEXT, include_sentences=True)
+        response = await summarize_request(request, settings=Settings(provider="embedded"))
+        return job("succeeded", 3, 3, response.model_dump(mode="json"))
+
+    base_url = serve(app)
+    page.goto(base_url + "/")
+    page.fill("#text", SEED_TEXT)
+    page.click("#submit")
+    expect(page.locator("#progress-text")).to_contain_text("2 of 3 chunks summarized")
+    expect(page.locator("#progress-bar")).to_have_attribute("max", "3")
+    expect(page.locator("#summary .sent").first).to_be_visible()
+    expect(page.locator("#progress")).to_be_hidden()
+    assert polls["count"] == len(steps) + 1

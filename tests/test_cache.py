@@ -1,0 +1,105 @@
+"""The result cache: what makes two requests the same, and that a hit costs no summarize call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service import cache as cache_module
+from service.cache import SQLiteResultCache, cache_key, cached_summarize, normalize_content
+from service.config import Settings
+from service.schema import SummaryRequest
+from tests.test_jobs import ARTICLE, CountingSummarizer
+
+BASE = Settings()
+
+
+def key(request: SummaryRequest, settings: Settings = BASE) -> str:
+    return cache_key(request, settings)
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalized"),
+    [
+        ("a  b\n\nc", "a b c"),
+        ("  lead and trail \t", "lead and trail"),
+        ("cafe\u0301", "caf\u00e9"),  # NFD and NFC spellings are one text
+    ],
+)
+def test_normalize_content(raw: str, normalized: str) -> None:
+    assert normalize_content(raw) == normalized
+
+
+def test_layout_does_not_change_the_key() -> None:
+    assert key(SummaryRequest(text=ARTICLE)) == key(SummaryRequest(text="  " + ARTICLE.replace(" ", "\n", 4)))
+
+
+def test_defaults_spelled_out_are_the_same_request() -> None:
+    spelled = SummaryRequest(text=ARTICLE, max_sentences=BASE.default_max_sentences, policy=BASE.default_policy)
+    assert key(SummaryRequest(text=ARTICLE)) == key(spelled)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        SummaryRequest(text=ARTICLE + " Another sentence."),
+        SummaryRequest(text=ARTICLE, max_sentences=2),
+        SummaryRequest(text=ARTICLE, policy="flag"),
+        SummaryRequest(text=ARTICLE, include_sentences=True),
+        SummaryRequest(html=ARTICLE),
+    ],
+    ids=["content", "max_sentences", "policy", "include_sentences", "input kind"],
+)
+def test_anything_that_changes_the_answer_changes_the_key(other: SummaryRequest) -> None:
+    assert key(other) != key(SummaryRequest(text=ARTICLE))
+
+
+def test_model_and_provider_are_part_of_the_key() -> None:
+    request = SummaryRequest(text=ARTICLE)
+    openai = Settings(OPENAI_API_KEY="sk-test", model="gpt-4o-mini")
+    assert len({key(request), key(request, openai), key(request, openai.model_copy(update={"model": "gpt-4o"}))}) == 3
+
+
+def test_a_new_prompt_version_changes_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    request = SummaryRequest(text=ARTICLE)
+    before = key(request)
+    versions = cache_module.prompt_versions()
+    assert "summarize/v1" in versions
+    monkeypatch.setattr(cache_module, "prompt_versions", lambda: [*versions[:-1], versions[-1] + "0"])
+    assert key(request) != before
+
+
+async def test_a_hit_makes_zero_summarize_calls(tmp_path: Path) -> None:
+    store = SQLiteResultCache(tmp_path / "cache.sqlite3", ttl_s=60)
+    fake = CountingSummarizer()
+    first, first_hit = await cached_summarize(SummaryRequest(text=ARTICLE), settings=BASE, summarize=fake, cache=store)
+    second, second_hit = await cached_summarize(
+        SummaryRequest(text=ARTICLE), settings=BASE, summarize=fake, cache=store
+    )
+    assert (first_hit, second_hit) == (False, True)
+    assert len(fake.calls) == 1
+    assert second.summary == first.summary and second.document == first.document
+    assert second.usage.llm_calls == 0 and first.usage.llm_calls == 1
+    assert set(second.timings_ms) == {"cache_ms", "total_ms"}
+    await store.close()
+
+
+async def test_an_expired_entry_is_a_miss() -> None:
+    store = SQLiteResultCache(":memory:", ttl_s=-1)  # every entry is already expired
+    fake = CountingSummarizer()
+    for _ in range(2):
+        await cached_summarize(SummaryRequest(text=ARTICLE), settings=BASE, summarize=fake, cache=store)
+    assert len(fake.calls) == 2
+    await store.close()
+
+
+async def test_the_cache_can_be_switched_off() -> None:
+    store = SQLiteResultCache(":memory:", ttl_s=60)
+    fake = CountingSummarizer()
+    off = Settings(cache_enabled=False)
+    for _ in range(2):
+        _, hit = await cached_summarize(SummaryRequest(text=ARTICLE), settings=off, summarize=fake, cache=store)
+        assert not hit
+    assert len(fake.calls) == 2
+    await store.close()

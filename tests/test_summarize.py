@@ -1,0 +1,207 @@
+"""The pipeline end to end: embedded default, one LLM call, map+combine, verification and policies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import httpx
+import pytest
+from pytest_httpx import HTTPXMock
+from service.ingest import ingest
+
+from service.config import Settings
+from service.errors import LLMTimeout
+from service.llm import LLMClient
+from service.schema import SummaryRequest, SummaryResponse
+from service.segment import segment
+from service.summarize import summarize_request
+from tests.conftest import CHAT_URL, chat_completion, cited
+
+LINE = re.compile(r"^\[(s\d+(?:, s\d+)*)\] (.+)$", re.M)
+
+
+def assert_citations_exact(response: SummaryResponse) -> None:
+    text = response.document.text
+    for sentence in response.summary:
+        assert sentence.citations, sentence
+        for c in sentence.citations:
+            assert text[c.start : c.end] == c.quote
+
+
+async def seed_ids(seed_text: str, settings: Settings) -> dict[str, str]:
+    """Map a phrase to the id of the (cleaned) seed sentence containing it."""
+    document = await ingest(SummaryRequest(text=seed_text), settings)
+    sentences = segment(document.text)
+
+    def find(phrase: str) -> str:
+        return next(s.id for s in sentences if phrase in s.text)
+
+    return {
+        p: find(p)
+        for p in ["400km", "did not give any evidence", "Aleksandr Baunov", "Yekaterina Schulmann", "two phone calls"]
+    }
+
+
+async def run(settings: Settings, **request: object) -> SummaryResponse:
+    llm = LLMClient(settings)
+    try:
+        return await summarize_request(SummaryRequest(**request), settings=settings, llm=llm)
+    finally:
+        await llm.aclose()
+
+
+async def test_embedded_default_gives_three_supported_cited_sentences(seed_text: str) -> None:
+    response = await summarize_request(SummaryRequest(text=seed_text), settings=Settings())
+    assert response.provider == "embedded" and response.usage.llm_calls == 0
+    assert len(response.summary) >= 3
+    assert all(s.verdict == "supported" for s in response.summary)
+    assert_citations_exact(response)
+    noise = ("please wait", "No media source", "0:00", "Luxmoore", "file photo")
+    assert not any(n in s.text for s in response.summary for n in noise)
+
+
+async def test_embedded_default_is_deterministic(seed_text: str) -> None:
+    first = await summarize_request(SummaryRequest(text=seed_text), settings=Settings())
+    second = await summarize_request(SummaryRequest(text=seed_text), settings=Settings())
+    assert [s.text for s in first.summary] == [s.text for s in second.summary]
+
+
+async def test_llm_sentences_come_back_verified(httpx_mock: HTTPXMock, llm_settings: Settings, seed_text: str) -> None:
+    ids = await seed_ids(seed_text, llm_settings)
+    reply = cited(
+        ("Two convoys of unmarked trucks were filmed 400km from the Belarusian border.", [ids["400km"]]),
+        ("The group did not give any evidence of troop movements.", [ids["did not give any evidence"]]),
+    )
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(reply, prompt_tokens=900, completion_tokens=60))
+    response = await run(llm_settings, text=seed_text)
+    assert [s.text for s in response.summary] == [
+        "Two convoys of unmarked trucks were filmed 400km from the Belarusian border.",
+        "The group did not give any evidence of troop movements.",
+    ]
+    assert all(s.verdict == "supported" for s in response.summary)
+    assert response.provider == "openai-compatible" and response.model == "gpt-4o-mini"
+    assert response.prompt_version == "summarize/v1"
+    assert (response.usage.llm_calls, response.usage.prompt_tokens, response.usage.completion_tokens) == (1, 900, 60)
+    assert_citations_exact(response)
+    prompt = json.loads(httpx_mock.get_requests()[0].content)["messages"][1]["content"]
+    assert f"[{ids['400km']}] " in prompt and "please wait" not in prompt
+
+
+async def test_citations_to_unknown_ids_never_pass_through(httpx_mock: HTTPXMock, llm_settings: Settings, seed_text: str) -> None:
+    ids = await seed_ids(seed_text, llm_settings)
+    reply = cited(("Two convoys of unmarked trucks were filmed 400km from the Belarusian border.", ["s999", ids["400km"], "banana"]))
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(reply))
+    response = await run(llm_settings, text=seed_text)
+    cited_ids = {c.sentence_id for s in response.summary for c in s.citations}
+    assert cited_ids == {ids["400km"]}
+
+
+CATCHES = [
+    ("number", "Two convoys of unmarked trucks were filmed 500km from the Belarusian border.", "400km"),
+    ("negation", "The investigative group gave evidence of troop movements.", "did not give any evidence"),
+    ("name", "Yekaterina Schulmann, a senior fellow at the Carnegie Moscow Center, said using force may be too risky.", "Aleksandr Baunov"),
+]
+
+
+@pytest.mark.parametrize(("kind", "claim", "phrase"), CATCHES, ids=[c[0] for c in CATCHES])
+async def test_each_fault_is_dropped_by_default(
+    httpx_mock: HTTPXMock, llm_settings: Settings, seed_text: str, kind: str, claim: str, phrase: str
+) -> None:
+    ids = await seed_ids(seed_text, llm_settings)
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited((claim, [ids[phrase]]))))
+    response = await run(llm_settings, text=seed_text)
+    assert response.summary == []
+    assert [d.text for d in response.dropped] == [claim] and response.dropped[0].reason
+
+
+@pytest.mark.parametrize(("kind", "claim", "phrase"), CATCHES, ids=[c[0] for c in CATCHES])
+async def test_flag_policy_keeps_and_marks(
+    httpx_mock: HTTPXMock, llm_settings: Settings, seed_text: str, kind: str, claim: str, phrase: str
+) -> None:
+    ids = await seed_ids(seed_text, llm_settings)
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited((claim, [ids[phrase]]))))
+    response = await run(llm_settings, text=seed_text, policy="flag")
+    assert [(s.text, s.verdict) for s in response.summary] == [(claim, "unsupported")]
+    assert response.summary[0].reason and response.dropped == []
+
+
+async def test_miscitation_is_recited_to_better_evidence(httpx_mock: HTTPXMock, llm_settings: Settings, seed_text: str) -> None:
+    ids = await seed_ids(seed_text, llm_settings)
+    claim = "The leaders held two phone calls over the weekend, according to readouts issued by the Kremlin."
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited((claim, [ids["400km"]]))))
+    response = await run(llm_settings, text=seed_text)
+    [sentence] = response.summary
+    assert sentence.verdict == "supported" and sentence.recited
+    assert ids["two phone calls"] in [c.sentence_id for c in sentence.citations]
+    assert ids["400km"] not in [c.sentence_id for c in sentence.citations]
+
+
+async def test_repair_policy_reasks_once_and_reverifies(httpx_mock: HTTPXMock, llm_settings: Settings, seed_text: str) -> None:
+    ids = await seed_ids(seed_text, llm_settings)
+    wrong = "Two convoys of unmarked trucks were filmed 500km from the Belarusian border."
+    right = "Two convoys of unmarked trucks were filmed 400km from the Belarusian border."
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited((wrong, [ids["400km"]]))))
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited((right, [ids["400km"]]))))
+    response = await run(llm_settings, text=seed_text, policy="repair")
+    assert [(s.text, s.verdict) for s in response.summary] == [(right, "supported")]
+    assert response.usage.llm_calls == 2
+    repair_prompt = json.loads(httpx_mock.get_requests()[1].content)["messages"][1]["content"]
+    assert wrong in repair_prompt and "400km" in repair_prompt
+
+
+def long_article(paragraphs: int = 24) -> str:
+    topics = ["harbour", "orchard", "railway", "library", "glacier", "festival", "factory", "vineyard"]
+    out = []
+    for i in range(paragraphs):
+        topic = topics[i % len(topics)]
+        out.append(
+            f"The {topic} committee in district {i + 1} reported {i * 7 + 3} new members this spring. "
+            f"Officials said the {topic} budget would rise by {i + 2} percent next year. "
+            f"Residents of district {i + 1} welcomed the {topic} plan at a public meeting."
+        )
+    return "\n\n".join(out)
+
+
+async def test_long_article_goes_through_map_and_combine(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    settings = llm_settings.model_copy(update={"chunk_tokens": 400, "map_concurrency": 2})
+    in_flight = peak = 0
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.02)
+        in_flight -= 1
+        body = json.loads(request.content)
+        lines = LINE.findall(body["messages"][1]["content"])
+        first_ids, first_text = lines[0]
+        reply = cited((first_text, first_ids.split(", ")))
+        return httpx.Response(200, json=chat_completion(reply, prompt_tokens=300, completion_tokens=30))
+
+    httpx_mock.add_callback(answer, url=CHAT_URL, is_reusable=True)
+    text = long_article()
+    response = await run(settings, text=text)
+    requests = httpx_mock.get_requests()
+    assert response.chunks > 2 and len(requests) == response.chunks + 1 == response.usage.llm_calls
+    assert peak <= 2  # the map concurrency bound held
+    assert response.prompt_version == "summarize/v1+combine/v1"
+    combine_prompt = json.loads(requests[-1].content)["messages"][1]["content"]
+    assert "partial summaries" in json.loads(requests[-1].content)["messages"][0]["content"]
+    assert "[s1] " in combine_prompt  # the combine step sees original source ids
+    [sentence] = response.summary
+    assert sentence.verdict == "supported" and sentence.citations[0].sentence_id == "s1"
+    assert_citations_exact(response)
+
+
+async def test_deadline_cancels_and_raises_504(httpx_mock: HTTPXMock, llm_settings: Settings, seed_text: str) -> None:
+    settings = llm_settings.model_copy(update={"request_deadline_s": 0.2})
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(5)
+        return httpx.Response(200, json=chat_completion(cited()))
+
+    httpx_mock.add_callback(hang, url=CHAT_URL)
+    with pytest.raises(LLMTimeout, match="deadline"):
+        await run(settings, text=seed_text)
