@@ -9,8 +9,9 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import ConfigDict, Field
 
-from service import __version__
+from service import __version__, jobs_api, slack, web
 from service.config import Settings, get_settings
 from service.errors import UnsupportedContent
 from service.llm import LLMClient
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"description": text, "content": {"application/problem+json": {}}}
     for status, text in {
+        202: "Accepted as a job (async): poll the Location URL",
         400: "Invalid JSON or input (empty text, refused URL)",
         413: "Body or article too long",
         415: "Wrong content type",
@@ -35,6 +37,18 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
         504: "The deadline ran out",
     }.items()
 }
+
+
+class SummariesBody(jobs_api.SummaryJobRequest):
+    """POST /v1/summaries body: a summary request; `async` (or a `callback_url`) makes it a job."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    async_: bool = Field(
+        default=False,
+        alias="async",
+        description="Answer 202 with a job URL instead of waiting (same as `Prefer: respond-async`).",
+    )
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -99,9 +113,21 @@ def create_app(settings: Settings | None = None, llm: LLMClient | None = None) -
         dependencies=[Depends(require_json)],
         tags=["summaries"],
     )
-    async def create_summary(body: SummaryRequest, settings: SettingsDep, llm: LLMClientDep) -> SummaryResponse:
-        """Summarize text, HTML or a URL; every sentence cited and verified."""
-        return await summarize_request(body, settings=settings, llm=llm)
+    async def create_summary(
+        request: Request, body: SummariesBody, settings: SettingsDep, llm: LLMClientDep
+    ) -> SummaryResponse | JSONResponse:
+        """Summarize text, HTML or a URL; every sentence cited and verified.
+
+        With `Prefer: respond-async`, `"async": true` or a `callback_url`, answer 202 and run it as a job.
+        """
+        if body.async_ or body.callback_url is not None or jobs_api.wants_async(request, body):
+            return await jobs_api.accept_async_summary(request, body)
+        plain = SummaryRequest.model_validate(body.model_dump(include=set(SummaryRequest.model_fields)))
+        return await summarize_request(plain, settings=settings, llm=llm)
+
+    app.include_router(jobs_api.router)
+    app.include_router(slack.router)
+    app.include_router(web.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

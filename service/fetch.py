@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import functools
 import ipaddress
 import re
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -226,12 +228,18 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One verifying TLS context for every fetch: building one reads the CA bundle (~0.1 s)."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 class PinnedTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport, whose connection pool makes every connection through a PinnedBackend."""
 
     def __init__(self, backend: PinnedBackend, *, limits: httpx.Limits | None = None) -> None:
         limits = limits or httpx.Limits(max_connections=10, max_keepalive_connections=2)
-        ssl_context = httpx.create_ssl_context(trust_env=False)
+        ssl_context = _ssl_context()
         super().__init__(verify=ssl_context, trust_env=False, limits=limits)
         # The one place we reach inside httpx: AsyncHTTPTransport takes no network backend, so the
         # pool it built is replaced by the same pool (httpx 0.28's arguments) using ours.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import os
 import re
 import socket
@@ -155,6 +157,7 @@ def test_clicking_a_summary_sentence_lights_up_its_quotes(page: Page, real_app_u
     expect(button).to_have_class(re.compile(r"\bbackref\b"))
 
     page.mouse.move(0, 0)  # no hover preview in the picture
+    page.eval_on_selector("#text", "area => { area.scrollTop = 0; }")  # the article's headline, not its end
     save_screenshot(page, "web-desktop.png", full_page=True)
     README_SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(README_SCREENSHOT), full_page=True)
@@ -205,7 +208,7 @@ def test_phone_width_is_one_column_and_keyboard_works(page: Page, real_app_url: 
     expect(page.locator("#article .src.hl")).to_have_count(0)
 
     page.keyboard.press("Enter")
-    page.evaluate("window.scrollTo(0, 0)")
+    page.evaluate("document.querySelector('.summary-pane').scrollIntoView()")
     save_screenshot(page, "web-phone.png")
 
 
@@ -228,10 +231,26 @@ def test_problem_json_errors_show_title_and_detail(page: Page, real_app_url: str
     save_screenshot(page, "web-error.png")
 
 
-def test_job_progress_is_shown_while_polling(page: Page, serve: Callable[[FastAPI], str]) -> None:
-    """A server that answers 202 with a job (GET /v1/jobs/{id}) gets chunks-done-of-total progress."""
+@pytest.fixture(scope="module")
+def embedded_response() -> dict[str, Any]:
+    """The real pipeline's answer for the seed article (embedded default), as the API would send it."""
+    request = SummaryRequest(text=SEED_TEXT, include_sentences=True)
+    response = asyncio.run(summarize_request(request, settings=Settings(provider="embedded")))
+    return response.model_dump(mode="json")
+
+
+def page_only_app() -> FastAPI:
+    """The page's router alone, for stand-in API routes that exercise what the real app rarely does."""
     app = FastAPI()
     app.include_router(web_router)
+    return app
+
+
+def test_job_progress_is_shown_while_polling(
+    page: Page, serve: Callable[[FastAPI], str], embedded_response: dict[str, Any]
+) -> None:
+    """A server that answers 202 with a job (GET /v1/jobs/{id}) gets chunks-done-of-total progress."""
+    app = page_only_app()
     polls = {"count": 0}
     steps = [("running", 0, 3), ("running", 1, 3), ("running", 2, 3), ("running", 3, 3)]
 
@@ -248,16 +267,45 @@ def test_job_progress_is_shown_while_polling(page: Page, serve: Callable[[FastAP
         polls["count"] += 1
         if polls["count"] <= len(steps):
             return job(*steps[polls["count"] - 1])
-        request = SummaryRequest(text=SEED_TEXT, include_sentences=True)
-        response = await summarize_request(request, settings=Settings(provider="embedded"))
-        return job("succeeded", 3, 3, response.model_dump(mode="json"))
+        return job("succeeded", 3, 3, embedded_response)
 
-    base_url = serve(app)
-    page.goto(base_url + "/")
+    page.goto(serve(app) + "/")
     page.fill("#text", SEED_TEXT)
     page.click("#submit")
     expect(page.locator("#progress-text")).to_contain_text("2 of 3 chunks summarized")
     expect(page.locator("#progress-bar")).to_have_attribute("max", "3")
-    expect(page.locator("#summary .sent").first).to_be_visible()
+    expect(page.locator("#summary .sent")).to_have_count(len(embedded_response["summary"]))
     expect(page.locator("#progress")).to_be_hidden()
     assert polls["count"] == len(steps) + 1
+
+
+def test_unsupported_sentences_show_badge_reason_and_dropped_count(
+    page: Page, serve: Callable[[FastAPI], str], embedded_response: dict[str, Any]
+) -> None:
+    # The embedded summarizer copies source sentences, so it never fails verification: stand in for a model
+    # that invented a number, once flagged and once dropped.
+    answer = copy.deepcopy(embedded_response)
+    reason = "number 400 not in evidence"
+    answer["policy"] = "flag"
+    answer["summary"][1].update(verdict="unsupported", score=0.2, reason=reason)
+    answer["dropped"] = [{"text": "Russia sent 400 trucks.", "cited_ids": ["s3"], "score": 0.1, "reason": reason}]
+    app = page_only_app()
+
+    @app.post("/v1/summaries")
+    async def summarize() -> dict[str, Any]:
+        return answer
+
+    page.goto(serve(app) + "/")
+    page.fill("#text", SEED_TEXT)
+    page.click("#submit")
+    flagged = page.locator('#summary .sent[data-index="1"]')
+    badge = flagged.locator(".badge")
+    expect(badge).to_have_text("unsupported · flagged")
+    expect(badge).to_have_attribute("title", re.compile(re.escape(reason)))
+    expect(flagged.locator(".reason")).to_be_hidden()
+    flagged.hover()
+    expect(flagged.locator(".reason")).to_contain_text(reason)
+    expect(page.locator("#dropped-count")).to_have_text("1 sentence dropped as unsupported")
+    page.click("#dropped-count")
+    expect(page.locator("#dropped-list li")).to_contain_text(["Russia sent 400 trucks. — " + reason])
+    save_screenshot(page, "web-flagged.png", full_page=True)

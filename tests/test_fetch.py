@@ -484,7 +484,7 @@ class _ArticleHandler(BaseHTTPRequestHandler):
 def local_server() -> Iterator[str]:
     _ArticleHandler.hits = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ArticleHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
