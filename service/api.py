@@ -14,13 +14,16 @@ from pydantic import ConfigDict, Field
 from service import __version__, jobs_api, slack, web
 from service.config import Settings, get_settings
 from service.errors import UnsupportedContent
+from service.auth import AccessMiddleware
+from service.limits import InflightLimitMiddleware
 from service.llm import LLMClient
+from service.metrics import MetricsMiddleware, metrics_endpoint
 from service.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from service.problems import install_problem_handlers
 from service.prompts import available_prompts, load_prompt
 from service.schema import SummaryRequest, SummaryResponse
 from service.summarize import summarize_request
-from service.web import router as web_router
+from service.verify import warm_up
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,7 @@ def create_app(settings: Settings | None = None, llm: LLMClient | None = None) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = None
+        warm_up()  # load the verifier's lexicons now, not on the first request
         if app.state.llm is None and settings.llm_configured:
             owned = app.state.llm = LLMClient(settings)
         if app.state.llm is None:
@@ -104,7 +108,12 @@ def create_app(settings: Settings | None = None, llm: LLMClient | None = None) -
     app.state.llm = llm
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Outermost last: request id → metrics → access (401/429) → in-flight cap (503) → body cap (413).
+    app.add_middleware(InflightLimitMiddleware, max_inflight=settings.max_inflight_requests)
+    app.add_middleware(AccessMiddleware, settings=settings)
+    app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
 
     @app.post(
         "/v1/summaries",
@@ -153,5 +162,4 @@ def create_app(settings: Settings | None = None, llm: LLMClient | None = None) -
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    app.include_router(web_router)  # the page at / (service/web.py)
     return app

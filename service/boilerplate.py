@@ -15,8 +15,10 @@ author bios. None of that may become summary material, so every line is judged i
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 __all__ = ["LineDecision", "clean_text", "explain_lines"]
@@ -60,38 +62,59 @@ _TIME = r"(?:\d{1,2}:)?\d{1,2}:\d{2}"
 _NAME = r"[A-Z][\w'’.-]+(?:\s+[A-Z][\w'’.-]+){0,3}"
 _AGENCIES = r"AP|AFP|Reuters|REUTERS|Getty Images|EPA|Bloomberg|Shutterstock|Alamy|PA"
 
-# (reason, pattern): a line matching any of these is page furniture, whatever else it says.
-_FURNITURE: list[tuple[str, re.Pattern[str]]] = [
-    ("video timer", re.compile(rf"^{_TIME}(?:\s+{_TIME})*$")),
-    ("media label", re.compile(r"^\d+\s*x\s*\d+\s+(?:image|photo|video)$", re.I)),
-    ("media label", re.compile(r"^(?:image|photo|picture|slide|video)\s+\d+\s+(?:of|/)\s+\d+$", re.I)),
-    ("media label", re.compile(r"^\d+\s+min(?:ute)?s?\s+(?:read|watch|listen)$", re.I)),
-    (
+
+@dataclass(frozen=True)
+class _Rule:
+    """A furniture pattern; `needs` are cheap substrings (casefolded) without which it cannot match."""
+
+    reason: str
+    pattern: re.Pattern[str]
+    needs: tuple[str, ...] = ()
+
+
+# A line matching any rule is page furniture, whatever else it says. Unanchored patterns carry
+# `needs`: scanning every prose line with them is most of clean_text's time otherwise.
+_FURNITURE: list[_Rule] = [
+    _Rule("video timer", re.compile(rf"^{_TIME}(?:\s+{_TIME})*$")),
+    _Rule("media label", re.compile(r"^\d+\s*x\s*\d+\s+(?:image|photo|video)$", re.I)),
+    _Rule("media label", re.compile(r"^(?:image|photo|picture|slide|video)\s+\d+\s+(?:of|/)\s+\d+$", re.I)),
+    _Rule("media label", re.compile(r"^\d+\s+min(?:ute)?s?\s+(?:read|watch|listen)$", re.I)),
+    _Rule(
         "caption",
         re.compile(
             r"\([^()]*\b(?:photo|photograph|image|picture|file|illustration|graphic|screenshot"
             r"|screengrab|video still)\b[^()]*\)\s*\.?$",
             re.I,
         ),
+        ("photo", "image", "picture", "file", "illustration", "graphic", "screen", "video still"),
     ),
-    ("caption", re.compile(rf"\((?:{_AGENCIES})\b[^()]*\)\s*\.?$")),
-    ("caption", re.compile(r"^(?:photo|image|picture|caption|photograph)s?(?:\s+credit)?\s*:", re.I)),
-    ("caption", re.compile(r"\b(?:photograph|photo|image|picture|credit)\s*:\s*[\w .,'’&/-]{2,60}$", re.I)),
-    ("caption", re.compile(rf"(?:/|\|)\s*(?:{_AGENCIES})\s*$")),
-    ("caption", re.compile(r"\b(?:REUTERS|AFP|AP|EPA)/[A-Z][\w .-]+$")),
-    ("copyright", re.compile(r"^(?:©|\(c\)|copyright)\s*(?:©\s*)?(?:\d{4}|by\b)", re.I)),
-    ("copyright", re.compile(r"\ball rights reserved\b", re.I)),
-    (
+    _Rule("caption", re.compile(rf"\((?:{_AGENCIES})\b[^()]*\)\s*\.?$"), (")",)),
+    _Rule("caption", re.compile(r"^(?:photo|image|picture|caption|photograph)s?(?:\s+credit)?\s*:", re.I)),
+    _Rule(
+        "caption",
+        re.compile(r"\b(?:photograph|photo|image|picture|credit)\s*:\s*[\w .,'’&/-]{2,60}$", re.I),
+        ("photo", "image", "picture", "credit"),
+    ),
+    _Rule("caption", re.compile(rf"(?:/|\|)\s*(?:{_AGENCIES})\s*$"), ("/", "|")),
+    _Rule("caption", re.compile(r"\b(?:REUTERS|AFP|AP|EPA)/[A-Z][\w .-]+$"), ("/",)),
+    _Rule("copyright", re.compile(r"^(?:©|\(c\)|copyright)\s*(?:©\s*)?(?:\d{4}|by\b)", re.I)),
+    _Rule("copyright", re.compile(r"\ball rights reserved\b", re.I), ("rights reserved",)),
+    _Rule(
         "cookie banner",
         re.compile(
             r"\b(?:we|this (?:web)?site|our (?:web)?site|our partners)\s+uses?\s+cookies\b"
             r"|\b(?:accept|reject|manage)\s+(?:all\s+)?cookies\b|\bcookie\s+(?:settings|preferences|consent)\b",
             re.I,
         ),
+        ("cookie",),
     ),
-    ("promo", re.compile(r"\b(?:sign up|subscribe)\b.{0,60}\b(?:newsletter|inbox|alerts|podcast)\b", re.I)),
-    ("promo", re.compile(r"^(?:sign up|subscribe|register now|log in|sign in)\b", re.I)),
-    (
+    _Rule(
+        "promo",
+        re.compile(r"\b(?:sign up|subscribe)\b.{0,60}\b(?:newsletter|inbox|alerts|podcast)\b", re.I),
+        ("sign up", "subscribe"),
+    ),
+    _Rule("promo", re.compile(r"^(?:sign up|subscribe|register now|log in|sign in)\b", re.I)),
+    _Rule(
         "promo",
         re.compile(
             r"^(?:read|follow|explore|see|get|watch|listen to|catch up on|keep up with|stay up to date with)"
@@ -99,9 +122,13 @@ _FURNITURE: list[tuple[str, re.Pattern[str]]] = [
             re.I,
         ),
     ),
-    ("promo", re.compile(r"^(?:click|tap) here\b|^follow (?:us|him|her|them|@)|^download (?:our|the)\b", re.I)),
-    ("promo", re.compile(r"\bbelow (?:this )?advertisement$|^advertisement\b(?:\W+\w+){0,5}\W*$", re.I)),
-    (
+    _Rule("promo", re.compile(r"^(?:click|tap) here\b|^follow (?:us|him|her|them|@)|^download (?:our|the)\b", re.I)),
+    _Rule(
+        "promo",
+        re.compile(r"\bbelow (?:this )?advertisement$|^advertisement\b(?:\W+\w+){0,5}\W*$", re.I),
+        ("advertisement",),
+    ),
+    _Rule(
         "related link",
         re.compile(
             r"^(?:related|read more|read also|also read|see also|more|recommended|related coverage"
@@ -109,9 +136,9 @@ _FURNITURE: list[tuple[str, re.Pattern[str]]] = [
             re.I,
         ),
     ),
-    ("share bar", re.compile(r"^(?:share (?:on|via) \w+\s*)+$", re.I)),
-    ("byline", re.compile(rf"^[Bb][Yy]\s+{_NAME}(?:\s*(?:,|and|&)\s*{_NAME})*\s*$")),
-    (
+    _Rule("share bar", re.compile(r"^(?:share (?:on|via) \w+\s*)+$", re.I)),
+    _Rule("byline", re.compile(rf"^[Bb][Yy]\s+{_NAME}(?:\s*(?:,|and|&)\s*{_NAME})*\s*$")),
+    _Rule(
         "timestamp",
         re.compile(
             r"^(?:published|updated|posted|last updated|first published|modified)\s*:?\s*(?:on\s+|at\s+)?"
@@ -119,8 +146,12 @@ _FURNITURE: list[tuple[str, re.Pattern[str]]] = [
             re.I,
         ),
     ),
-    ("credit line", re.compile(r"^(?:additional )?reporting by\b|^(?:writing|editing) by\b", re.I)),
-    ("credit line", re.compile(r"\bcontributed (?:reporting|to this (?:report|article|story))\.?$", re.I)),
+    _Rule("credit line", re.compile(r"^(?:additional )?reporting by\b|^(?:writing|editing) by\b", re.I)),
+    _Rule(
+        "credit line",
+        re.compile(r"\bcontributed (?:reporting|to this (?:report|article|story))\.?$", re.I),
+        ("contributed",),
+    ),
 ]
 
 _ATTRIBUTION = re.compile(r"^(?:-{1,2}|—|–|―)\s*\S")
@@ -132,6 +163,8 @@ _BIO = re.compile(
 _BULLETS = "•·▪►▶◦‣⁃◆■"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u2060\ufeff]")
 _SPACES = re.compile(r"[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
+_PUNCTUATION = re.compile(r"[^\w\s]")
+_LABEL_MAX_CHARS = 60  # the longest site label, "no media source currently available", is 35
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _STOPWORDS = frozenset(
     """a an the and or but if of to in on at by for from with as is are was were be been being it its
@@ -186,7 +219,7 @@ def _normalised_lines(raw: str) -> list[tuple[str, int]]:
 
 
 def _label_key(line: str) -> str:
-    return " ".join(re.sub(r"[^\w\s]", " ", line).casefold().split())
+    return " ".join(_PUNCTUATION.sub(" ", line).casefold().split())
 
 
 def _furniture_pass(lines: list[tuple[str, int]]) -> list[LineDecision]:
@@ -196,15 +229,22 @@ def _furniture_pass(lines: list[tuple[str, int]]) -> list[LineDecision]:
         counts[key] = counts.get(key, 0) + 1
     decisions = []
     for line, block in lines:
-        if _label_key(line) in _UI_LABELS or not _WORD.search(line):
+        folded = line.casefold()
+        if (len(line) <= _LABEL_MAX_CHARS and _label_key(line) in _UI_LABELS) or not _WORD.search(line):
             kind = "site label"
-        elif counts[" ".join(line.casefold().split())] > 1:
+        elif counts[" ".join(folded.split())] > 1:
             # A line printed twice is a caption or widget echo; neither copy is article text.
             kind = "repeated line"
         else:
-            kind = next((reason for reason, pattern in _FURNITURE if pattern.search(line)), "body")
+            kind = next((rule.reason for rule in _FURNITURE if _matches(rule, line, folded)), "body")
         decisions.append(LineDecision(line, kind, block))
     return decisions
+
+
+def _matches(rule: _Rule, line: str, folded: str) -> bool:
+    if rule.needs and not any(need in folded for need in rule.needs):
+        return False
+    return rule.pattern.search(line) is not None
 
 
 def _ends_sentence(line: str) -> bool:
@@ -268,11 +308,7 @@ def _find_title(decisions: list[LineDecision]) -> int | None:
 
 
 def _content_words(line: str) -> set[str]:
-    return {
-        word
-        for word in (w.casefold().replace("’", "'") for w in _words(line))
-        if len(word) >= 3 and word not in _STOPWORDS
-    }
+    return {w for w in _WORD.findall(line.casefold().replace("’", "'")) if len(w) >= 3 and w not in _STOPWORDS}
 
 
 def _structure_pass(decisions: list[LineDecision]) -> list[LineDecision]:
@@ -298,18 +334,31 @@ def _structure_pass(decisions: list[LineDecision]) -> list[LineDecision]:
 def _drop_pull_quotes(result: list[LineDecision]) -> None:
     """Drop a line whose content words mostly appear in one longer body line nearby."""
     kept = [i for i, d in enumerate(result) if d.kept]
-    words = {i: _content_words(result[i].text) for i in kept}
-    drop: set[int] = set()
-    for position, index in enumerate(kept):
-        own = words[index]
+    words = [_content_words(result[i].text) for i in kept]
+    postings: dict[str, list[int]] = {}  # word -> positions in `kept`, ascending
+    for position, own in enumerate(words):
+        for word in own:
+            postings.setdefault(word, []).append(position)
+    drop: list[int] = []
+    for position, own in enumerate(words):
         if len(own) < _PULL_QUOTE_MIN_WORDS:
             continue
-        window = kept[max(0, position - _PULL_QUOTE_WINDOW) : position + _PULL_QUOTE_WINDOW + 1]
-        for other in window:
-            if other == index or len(result[other].text) <= len(result[index].text):
-                continue
-            if len(own & words[other]) >= _PULL_QUOTE_CONTAINED * len(own):
-                drop.add(index)
+        # A container holds >= 80% of these words, so it holds one of the (missing + 1) rarest:
+        # only lines sharing one of those need comparing, which keeps long pages fast.
+        missing = len(own) - math.ceil(_PULL_QUOTE_CONTAINED * len(own))
+        rarest = sorted(own, key=lambda word: len(postings[word]))[: missing + 1]
+        low, high = position - _PULL_QUOTE_WINDOW, position + _PULL_QUOTE_WINDOW
+        candidates = {
+            other
+            for word in rarest
+            for other in postings[word][bisect_left(postings[word], low) : bisect_right(postings[word], high)]
+        }
+        own_length = len(result[kept[position]].text)
+        for other in candidates:
+            if len(result[kept[other]].text) > own_length and len(own & words[other]) >= (
+                _PULL_QUOTE_CONTAINED * len(own)
+            ):
+                drop.append(kept[position])
                 break
     for index in drop:
         result[index] = LineDecision(result[index].text, "pull quote", result[index].block)
@@ -321,8 +370,8 @@ def _drop_author_bio(result: list[LineDecision]) -> None:
     tail = set(kept[-3:])
     for index in kept:
         previous = result[index - 1] if index > 0 else None
-        after_name_line = previous is not None and previous.kind == "heading or label" and bool(
-            re.fullmatch(_NAME, previous.text)
+        after_name_line = (
+            previous is not None and previous.kind == "heading or label" and bool(re.fullmatch(_NAME, previous.text))
         )
         if (index in tail or after_name_line) and _BIO.search(result[index].text):
             result[index] = LineDecision(result[index].text, "author bio", result[index].block)

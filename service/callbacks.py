@@ -1,8 +1,9 @@
-"""Tell a job's `callback_url` that the job finished: a plain JSON POST, or a Slack-compatible message.
+"""Deliver a finished job to where its submitter asked: a URL (JSON or Slack-compatible) or Slack itself.
 
-The callback URL is user-controlled, like a URL to ingest, so it gets the same host checks
-(`check_callback_url`) before anything is sent, and redirects are never followed. Sending and its
-retries are deliver.py's (one tenacity policy, `Retry-After` honoured).
+A user-given callback URL is as hostile as a URL to ingest, so it gets URL ingestion's checks
+(fetch.check_url up front, fetch.PinnedTransport at connect time) and redirects are never followed.
+Slack targets use deliver.py's own rules (allow-listed response_url hosts, the bot token). Sending
+and its retries are deliver.py's (one tenacity policy, `Retry-After` honoured).
 """
 
 from __future__ import annotations
@@ -14,56 +15,92 @@ from typing import Any
 import httpx
 
 from service.config import Settings
-from service.deliver import DeliveryError, post_incoming_webhook
-from service.errors import SummaryError
+from service.deliver import (
+    DeliveryError,
+    check_target,
+    post_chat_message,
+    post_incoming_webhook,
+    post_to_response_url,
+)
+from service.errors import InvalidInput, SummaryError
 from service.fetch import PinnedBackend, PinnedTransport, check_url
-from service.jobs import Job
+from service.jobs import CallbackFormat, Job
 from service.schema import SummaryResponse
 
 log = logging.getLogger(__name__)
 
 
-def check_callback_url(url: str, settings: Settings) -> None:
-    """Raise URLNotAllowed / InvalidInput unless `url` passes URL ingestion's checks (scheme, literal host)."""
+def check_callback_target(url: str | None, callback_format: CallbackFormat, settings: Settings) -> None:
+    """Raise URLNotAllowed / InvalidInput unless the job could be delivered there."""
+    if callback_format == "slack_chat":
+        return  # goes to Slack's API with the bot token, not to a URL of the submitter's
+    if not url:
+        if callback_format == "slack_response_url":
+            raise InvalidInput("a slack_response_url callback needs the response_url")
+        return
+    if callback_format == "slack_response_url":
+        try:
+            check_target(url, settings.slack_response_hosts)
+        except DeliveryError as exc:
+            raise InvalidInput(f"response_url refused: {exc}") from exc
+        return
     check_url(url, allow_private=settings.fetch_allow_private)
 
 
 def callback_client(settings: Settings) -> httpx.AsyncClient:
-    """A client that, like URL ingestion's, checks every resolved address at connect time and never redirects."""
-    backend = PinnedBackend(allow_private=settings.fetch_allow_private)
+    """Like URL ingestion's client: every resolved address is checked at connect time; no redirects."""
     return httpx.AsyncClient(
-        transport=PinnedTransport(backend),
+        transport=PinnedTransport(PinnedBackend(allow_private=settings.fetch_allow_private)),
         timeout=settings.callback_timeout_s,
         follow_redirects=False,
         trust_env=False,
     )
 
 
-def callback_payload(job: Job) -> dict[str, Any]:
-    """The body to POST: the job document (json), or a Block Kit message with a text fallback (slack)."""
-    if job.callback_format == "json":
-        return job.public()
+def slack_message(job: Job) -> dict[str, Any]:
+    """The finished job as a Slack message: the Block Kit summary, or a clear error."""
     from service.render_slack import render_error, render_summary
 
     if job.result is not None:
-        response = SummaryResponse.model_validate(job.result)
-        return render_summary(response, source_url=job.request.get("url"))
+        return render_summary(SummaryResponse.model_validate(job.result), source_url=job.request.get("url"))
     detail = (job.error or {}).get("detail", "the summary failed")
     return render_error(f"Sorry, the summary failed: {detail}")
 
 
-async def send_callback(job: Job, *, settings: Settings, client: httpx.AsyncClient | None = None) -> str | None:
-    """POST the finished job to its callback URL; returns None when delivered, else why not (never raises)."""
-    if not job.callback_url:
-        return None
-    try:
-        check_callback_url(job.callback_url, settings)
-        payload = callback_payload(job)
-        async with contextlib.AsyncExitStack() as stack:
+async def _deliver(job: Job, settings: Settings, client: httpx.AsyncClient | None) -> None:
+    options = job.callback_options
+    async with contextlib.AsyncExitStack() as stack:
+        if job.callback_format in ("json", "slack"):
+            check_callback_target(job.callback_url, job.callback_format, settings)
             if client is None:
                 client = await stack.enter_async_context(callback_client(settings))
+            payload = job.public() if job.callback_format == "json" else slack_message(job)
             await post_incoming_webhook(client, payload, settings=settings, url=job.callback_url)
-    except (SummaryError, DeliveryError, httpx.HTTPError) as exc:  # refused address, DNS, HTTP answer
-        log.warning("job %s: callback to %s not delivered: %s", job.id, job.callback_url, exc)
+            return
+        if client is None:
+            client = await stack.enter_async_context(httpx.AsyncClient(timeout=settings.slack_delivery_timeout_s))
+        if job.callback_format == "slack_response_url":
+            response_type = options.get("response_type", "ephemeral") if job.result is not None else "ephemeral"
+            await post_to_response_url(
+                client, job.callback_url or "", slack_message(job), settings=settings, response_type=response_type
+            )
+        else:  # slack_chat
+            await post_chat_message(
+                client,
+                slack_message(job),
+                settings=settings,
+                channel=options["channel"],
+                thread_ts=options.get("thread_ts"),
+            )
+
+
+async def send_callback(job: Job, *, settings: Settings, client: httpx.AsyncClient | None = None) -> str | None:
+    """Deliver the finished job; returns None when delivered (or nothing to do), else why not. Never raises."""
+    if not job.callback_url and job.callback_format != "slack_chat":
+        return None
+    try:
+        await _deliver(job, settings, client)
+    except (SummaryError, DeliveryError, httpx.HTTPError, KeyError) as exc:  # refused, DNS, HTTP answer
+        log.warning("job %s: %s callback not delivered: %s", job.id, job.callback_format, exc)
         return str(exc) or type(exc).__name__
     return None

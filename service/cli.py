@@ -8,9 +8,11 @@ import logging
 import sys
 from pathlib import Path
 
+from service.auth import OpenAccessRefused, check_serving_access
 from service.config import Settings, get_settings
 from service.errors import SummaryError
 from service.llm import LLMClient
+from service.logs import configure_logging
 from service.render import render_markdown, render_text
 from service.schema import SummaryRequest, SummaryResponse
 from service.summarize import summarize_request
@@ -67,11 +69,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.api import create_app
 
     settings = get_settings()
+    host = args.host or settings.host
+    configure_logging(settings.log_format or "json", settings.log_level)
+    try:
+        check_serving_access(settings, host)  # auth.py: open access only on loopback unless allowed
+    except OpenAccessRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(
         create_app(settings),
-        host=args.host or settings.host,
+        host=host,
         port=args.port or settings.port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # keep configure_logging's one handler (JSON by default)
     )
     return 0
 
@@ -108,7 +118,10 @@ DELEGATED = {
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `citesum` and `python -m service`."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if get_settings().log_format == "json":
+        configure_logging("json", "WARNING")
+    else:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if argv and argv[0] in DELEGATED:
         import importlib
 

@@ -54,6 +54,20 @@ class Settings(BaseSettings):
     max_article_chars: int = Field(default=400_000, ge=100)
     min_article_chars: int = Field(default=40, ge=1)
 
+    # --- load limits, circuit breaker, access, logs (docs/hardening.md) ------------------------
+    max_article_tokens: int = Field(default=100_000, ge=100)  # estimated offline (chunking.estimate_tokens)
+    max_inflight_requests: int = Field(default=64, ge=1)  # /v1/* at once; past it 503 overloaded
+    max_inflight_llm_calls: int = Field(default=8, ge=1)  # HTTP calls to the model at once, per process
+    breaker_failure_threshold: int = Field(default=5, ge=1)  # consecutive upstream failures that open it
+    breaker_cooldown_s: float = Field(default=30.0, gt=0)  # open this long, then one probe (half-open)
+    # Comma-separated bearer keys for /v1/* and /metrics; unset = open (loopback only, see allow_open).
+    api_keys: SecretStr | None = None
+    allow_open: bool = False  # serve without API keys on a non-loopback host
+    # Requests per minute per API key (per client IP when open). None: 120 with keys, off when open.
+    rate_limit_per_minute: int | None = Field(default=None, ge=0)
+    log_format: Literal["json", "text"] | None = None  # None: json for `serve`, text for the CLI
+    language_check: bool = True  # refuse articles that are not English with 422 (docs/hardening.md)
+
     # --- URL fetching -------------------------------------------------------------------------
     fetch_timeout_s: float = Field(default=10.0, gt=0)
     fetch_max_bytes: int = Field(default=5_000_000, ge=1_000)
@@ -116,7 +130,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "openai_api_key", "slack_signing_secret", "slack_bot_token", "mattermost_token", "incoming_webhook_url",
-        mode="before",
+        "api_keys", mode="before",
     )
     @classmethod
     def _empty_key_is_none(cls, value: object) -> object:

@@ -6,10 +6,12 @@ SummaryError                      base; `status` and `title` map it to HTTP once
 ├── ArticleTooLong                413  over the character or token cap
 ├── UnsupportedContent            415  wrong media type (request body or fetched page)
 ├── UnprocessableArticle          422  an article was read but no usable sentences came out
+│   └── UnsupportedLanguage       422  the article is not in a language we verify (English)
 ├── FetchFailed                   502  the URL could not be fetched (DNS, status, timeout, size)
 ├── LLMError                      502  the model answered, but not usably
 │   ├── LLMBadOutput              502  malformed / schema-invalid after the bounded re-asks
 │   ├── LLMUnavailable            503  429/5xx/connection errors after the retries
+│   │   └── CircuitOpen           503  failing fast: the breaker is open after repeated failures
 │   └── LLMTimeout                504  the deadline ran out while waiting on the model
 └── Overloaded                    503  too much in flight; come back after `retry_after`
 """
@@ -51,6 +53,10 @@ class UnprocessableArticle(SummaryError):
     status, title, type_slug = 422, "No usable article text", "unprocessable-article"
 
 
+class UnsupportedLanguage(UnprocessableArticle):
+    title, type_slug = "Unsupported language", "unsupported-language"
+
+
 class FetchFailed(SummaryError):
     status, title, type_slug = 502, "Could not fetch the URL", "fetch-failed"
 
@@ -69,6 +75,10 @@ class LLMBadOutput(LLMError):
 
 class LLMUnavailable(LLMError):
     status, title, type_slug = 503, "The language model is unavailable", "llm-unavailable"
+
+
+class CircuitOpen(LLMUnavailable):
+    title, type_slug = "The language model is failing; not trying for now", "llm-circuit-open"
 
 
 class LLMTimeout(LLMError):

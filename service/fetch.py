@@ -109,7 +109,7 @@ def address_refusal(address: IPAddress) -> str | None:
 def _literal_address(host: str) -> IPAddress | None:
     """The address a host names literally, in any spelling the OS resolver would accept."""
     try:
-        return ipaddress.ip_address(host)
+        return ipaddress.ip_address(host.split("%", 1)[0])  # an IPv6 zone (fe80::1%eth0) adds nothing
     except ValueError:
         pass
     if _NUMERIC_HOST.match(host) and re.search(r"\d$|^0x", host, re.I):
@@ -121,38 +121,54 @@ def _literal_address(host: str) -> IPAddress | None:
 
 
 def check_url(url: str, *, allow_private: bool) -> httpx.URL:
-    """Validate a URL before anything is resolved or sent; numeric IPv4 spellings become dotted quads."""
-    try:
-        parts = urlsplit(url.strip())
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError as exc:
-        raise InvalidInput(f"{url!r} is not a valid URL: {exc}") from exc
-    if parts.scheme.lower() not in ("http", "https"):
+    """Validate a URL before anything is resolved or sent; numeric IPv4 spellings become dotted quads.
+
+    The host checked is the host httpx will use (its own parse), so no parser difference between
+    this check and the request can smuggle an internal address past it.
+    """
+    target = _parse_url(url)
+    if target.scheme not in ("http", "https"):
         raise URLNotAllowed(
-            f"refusing to fetch {url}: only http and https URLs can be fetched, not {parts.scheme or 'none'!r}"
+            f"refusing to fetch {url}: only http and https URLs can be fetched, not {target.scheme or 'none'!r}",
+            reason="scheme",
         )
-    if not host:
+    if not target.host:
         raise InvalidInput(f"{url!r} is not a valid URL: it has no host name")
-    name = host.rstrip(".").lower()
+    if target.port is not None and not 0 < target.port < 65536:
+        raise InvalidInput(f"{url!r} is not a valid URL: port {target.port} is out of range")
+    name = target.host.rstrip(".").lower()
     address = _literal_address(name)
     if not allow_private:
         reason = _INTERNAL_NAMES.get(name) or ("a loopback name" if name.endswith(".localhost") else None)
-        if reason is None and address is not None and (why := address_refusal(address)):
-            reason = f"{address} is {why}"
-        elif reason is not None:
+        if reason is not None:
             reason = f"{name} is {reason}"
+        elif address is not None and (why := address_refusal(address)):
+            reason = f"{address} is {why}"
         if reason:
             raise URLNotAllowed(f"refusing to fetch {url}: {reason} ({_ALLOW_HINT})", reason=reason)
     if isinstance(address, ipaddress.IPv4Address) and name != str(address):
-        # httpx rejects some spellings (0177.0.0.1) and would hand others to DNS; use the canonical one.
-        userinfo = parts.netloc.rpartition("@")[0]
-        netloc = (f"{userinfo}@" if userinfo else "") + str(address) + (f":{port}" if port else "")
-        url = urlunsplit(parts._replace(netloc=netloc))
+        # Other clients and the OS resolver read 2130706433 or 0x7f.1 as 127.0.0.1; so do we.
+        target = target.copy_with(host=str(address))
+    return target
+
+
+def _parse_url(url: str) -> httpx.URL:
+    url = url.strip()
     try:
         return httpx.URL(url)
     except httpx.InvalidURL as exc:
-        raise InvalidInput(f"{url!r} is not a valid URL: {exc}") from exc
+        error = str(exc)
+    # httpx refuses a few inet_aton spellings (0177.0.0.1) outright; rewrite those to dotted quads.
+    try:
+        parts = urlsplit(url)
+        address = _literal_address(parts.hostname or "")
+        if isinstance(address, ipaddress.IPv4Address):
+            userinfo = parts.netloc.rpartition("@")[0]
+            netloc = (f"{userinfo}@" if userinfo else "") + str(address) + (f":{parts.port}" if parts.port else "")
+            return httpx.URL(urlunsplit(parts._replace(netloc=netloc)))
+    except (ValueError, httpx.InvalidURL) as exc:
+        error = str(exc)
+    raise InvalidInput(f"{url!r} is not a valid URL: {error}")
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -182,11 +198,14 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
             return [literal]
         try:
             answers = await asyncio.wait_for(self.resolver(host, port), timeout)
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             raise FetchFailed(f"could not resolve {host}: no DNS answer within {timeout:g} s") from exc
         except OSError as exc:
             raise FetchFailed(f"could not resolve {host}: {exc.strerror or exc}") from exc
-        addresses = [ipaddress.ip_address(answer.split("%", 1)[0]) for answer in answers]
+        try:
+            addresses = [ipaddress.ip_address(answer.split("%", 1)[0]) for answer in answers]
+        except ValueError as exc:
+            raise FetchFailed(f"could not resolve {host}: {exc}") from exc
         if not addresses:
             raise FetchFailed(f"could not resolve {host}: no addresses")
         return addresses
@@ -296,12 +315,15 @@ async def _fetch(url: str, settings: Settings, transport: PinnedTransport) -> Fe
             async with _stream(client, target) as response:
                 if response.has_redirect_location:
                     location = response.headers["location"]
-                    target = check_url(str(response.url.join(location)), allow_private=allow)
+                    try:
+                        next_url = str(response.url.join(location))
+                    except httpx.InvalidURL as exc:
+                        raise FetchFailed(f"{response.url} redirected to an invalid URL {location!r}") from exc
+                    target = check_url(next_url, allow_private=allow)
                     continue
                 return await _read_page(response, settings)
     raise FetchFailed(
-        f"fetching {url} was redirected more than {settings.fetch_max_redirects} times"
-        " (CITESUM_FETCH_MAX_REDIRECTS)"
+        f"fetching {url} was redirected more than {settings.fetch_max_redirects} times (CITESUM_FETCH_MAX_REDIRECTS)"
     )
 
 
@@ -379,7 +401,11 @@ def _known_codec(name: str | None) -> str | None:
 
 def decode_body(body: bytes, declared: str | None, media_type: str) -> str:
     """Decode with the declared charset, else a BOM or <meta charset>, else UTF-8, else a detected one."""
-    for bom, codec in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+    for bom, codec in (
+        (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
         if body.startswith(bom):
             return body.decode(codec, errors="replace")
     encoding = _known_codec(declared)

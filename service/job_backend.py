@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.cache import RedisResultCache, ResultCache, SQLiteResultCache, Summarizer, as_cache_hit, cache_key
-from service.callbacks import check_callback_url
+from service.callbacks import check_callback_target
 from service.config import Settings
 from service.embedded_worker import EmbeddedWorker
 from service.job_runner import JobRunner, load_summarizer
@@ -42,21 +42,27 @@ class JobBackend:
         *,
         callback_url: str | None = None,
         callback_format: CallbackFormat = "json",
+        callback_options: dict[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> tuple[Job, bool]:
-        """Accept a request as a job; returns (job, created). A repeated Idempotency-Key returns the first job."""
-        if callback_url:
-            check_callback_url(callback_url, self.settings)
+        """Accept a request as a job; returns (job, created). A repeated Idempotency-Key returns the first job.
+
+        The callback target is checked now, so a refused URL is a 400 to the caller, not a silent failure later.
+        """
+        check_callback_target(callback_url, callback_format, self.settings)
         body = request.model_dump(mode="json", exclude_none=True)
-        fingerprint = request_fingerprint({"request": body, "callback_url": callback_url, "format": callback_format})
+        fingerprint = request_fingerprint(
+            {"request": body, "callback": [callback_url, callback_format, callback_options or {}]}
+        )
         job = Job(
             id=new_job_id(),
             max_attempts=self.settings.job_max_attempts,
             request=body,
             callback_url=callback_url,
             callback_format=callback_format,
+            callback_options=callback_options or {},
         )
-        if self.cache is not None and self.settings.cache_enabled and not callback_url:
+        if self.cache is not None and self.settings.cache_enabled and not (callback_url or callback_options):
             # Already answered before: the job is born finished and no worker is involved.
             job.cache_key = cache_key(request, self.settings)
             stored = await self.cache.get(job.cache_key)

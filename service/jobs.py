@@ -25,7 +25,11 @@ from service.errors import SummaryError
 
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed"})
-CallbackFormat = Literal["json", "slack"]
+# How the finished job is delivered: `json` (the job document) and `slack` (an incoming-webhook
+# message) to any public URL; `slack_response_url` (a slash command's response_url, allow-listed
+# hosts) and `slack_chat` (chat.postMessage with the bot token) for the Slack routes.
+CallbackFormat = Literal["json", "slack", "slack_response_url", "slack_chat"]
+PublicCallbackFormat = Literal["json", "slack"]
 
 
 class Progress(BaseModel):
@@ -48,6 +52,7 @@ class Job(BaseModel):
     error: dict[str, Any] | None = None
     callback_url: str | None = None
     callback_format: CallbackFormat = "json"
+    callback_options: dict[str, str] = Field(default_factory=dict)  # response_type, channel, thread_ts
     callback_error: str | None = None
     cache_key: str | None = None
     created_at: float = Field(default_factory=time.time)

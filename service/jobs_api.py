@@ -16,7 +16,7 @@ from pydantic import Field, HttpUrl
 
 from service.config import get_settings
 from service.job_backend import JobBackend, running_backend
-from service.jobs import CallbackFormat, JobNotFound
+from service.jobs import JobNotFound, PublicCallbackFormat
 from service.schema import SummaryRequest
 
 ASYNC_PREFERENCE = "respond-async"
@@ -28,7 +28,7 @@ class SummaryJobRequest(SummaryRequest):
     callback_url: HttpUrl | None = Field(
         default=None, description="Called once the job finishes (public http(s) hosts only, like `url`)."
     )
-    callback_format: CallbackFormat = Field(
+    callback_format: PublicCallbackFormat = Field(
         default="json", description="`json`: the job document; `slack`: a Block Kit message (incoming webhook)."
     )
 
@@ -76,7 +76,7 @@ async def accept_async_summary(
     body: SummaryRequest,
     *,
     callback_url: str | None = None,
-    callback_format: CallbackFormat = "json",
+    callback_format: PublicCallbackFormat = "json",
 ) -> JSONResponse:
     """202 + Location of a new job for `body` (the same job again for a repeated Idempotency-Key)."""
     # Only the fields that shape the summary go into the job (not async / callback switches).

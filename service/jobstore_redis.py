@@ -68,6 +68,7 @@ def _job_fields(job: Job) -> dict[str, str]:
         "error": json.dumps(job.error),
         "callback_url": job.callback_url or "",
         "callback_format": job.callback_format,
+        "callback_options": json.dumps(job.callback_options),
         "callback_error": job.callback_error or "",
         "cache_key": job.cache_key or "",
         "created_at": repr(job.created_at),
@@ -88,6 +89,7 @@ def _job_from_fields(raw: dict[bytes, bytes]) -> Job:
         error=json.loads(f["error"]),
         callback_url=f["callback_url"] or None,
         callback_format=f["callback_format"],  # type: ignore[arg-type]
+        callback_options=json.loads(f.get("callback_options") or "{}"),
         callback_error=f["callback_error"] or None,
         cache_key=f["cache_key"] or None,
         created_at=float(f["created_at"]),

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     callback_url TEXT,
     callback_format TEXT NOT NULL DEFAULT 'json',
+    callback_options TEXT NOT NULL DEFAULT '{}',
     callback_error TEXT,
     cache_key TEXT,
     created_at REAL NOT NULL,
@@ -46,9 +47,12 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (status, not_before, created_at);
 """
 
+# Columns added after the first release: (name, definition), added to older files on open.
+_ADDED_COLUMNS = [("callback_options", "TEXT NOT NULL DEFAULT '{}'"), ("callback_error", "TEXT")]
+
 _COLUMNS = (
     "id, status, attempts, max_attempts, progress_done, progress_total, request, result, error, "
-    "callback_url, callback_format, callback_error, cache_key, created_at, updated_at"
+    "callback_url, callback_format, callback_options, callback_error, cache_key, created_at, updated_at"
 )
 
 
@@ -121,6 +125,7 @@ def _job_from_row(row: sqlite3.Row) -> Job:
         error=_loads(row["error"]),
         callback_url=row["callback_url"],
         callback_format=row["callback_format"],
+        callback_options=json.loads(row["callback_options"]),
         callback_error=row["callback_error"],
         cache_key=row["cache_key"],
         created_at=row["created_at"],
@@ -133,7 +138,12 @@ class SQLiteJobStore:
 
     def __init__(self, path: str | Path) -> None:
         self.db = SQLiteDatabase(path)
-        self.db._conn.executescript(_SCHEMA)
+        conn = self.db._conn
+        conn.executescript(_SCHEMA)
+        present = {row["name"] for row in conn.execute("PRAGMA table_info(jobs)")}
+        for name, definition in _ADDED_COLUMNS:
+            if name not in present:
+                conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
 
     async def close(self) -> None:
         self.db.close()
@@ -157,8 +167,8 @@ class SQLiteJobStore:
                     return _job_from_row(row), False
             conn.execute(
                 "INSERT INTO jobs (id, status, attempts, max_attempts, progress_done, progress_total, request,"
-                " result, error, callback_url, callback_format, cache_key, created_at, updated_at,"
-                " idempotency_key, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " result, error, callback_url, callback_format, callback_options, cache_key, created_at, updated_at,"
+                " idempotency_key, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     job.id,
                     job.status,
@@ -171,6 +181,7 @@ class SQLiteJobStore:
                     _dumps(job.error),
                     job.callback_url,
                     job.callback_format,
+                    json.dumps(job.callback_options),
                     job.cache_key,
                     job.created_at,
                     job.updated_at,

@@ -31,8 +31,11 @@ from tenacity import (
     stop_after_delay,
 )
 
+from service import metrics
+from service.breaker import CircuitBreaker
 from service.config import Settings
 from service.errors import LLMBadOutput, LLMTimeout, LLMUnavailable
+from service.limits import llm_call_slot
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +148,7 @@ class LLMClient:
         # Downgraded at run time when a server refuses json_schema (some vLLM/llama.cpp builds).
         self.structured_output = settings.structured_output
         self.retries = 0  # transport retries made by this client, for metrics
+        self.breaker = CircuitBreaker(settings.breaker_failure_threshold, settings.breaker_cooldown_s)
 
     @property
     def base_url(self) -> str:
@@ -166,7 +170,9 @@ class LLMClient:
         }
         if response_format is not None:
             kwargs["response_format"] = response_format
-        return await self.client.chat.completions.create(**kwargs)
+        # The process-wide slot is held only for the HTTP call, never across a retry's sleep.
+        async with llm_call_slot(self.settings), metrics.observe_llm_call():
+            return await self.client.chat.completions.create(**kwargs)
 
     async def _create_with_retries(
         self, messages: list[dict[str, str]], schema_name: str, schema: dict[str, Any]
@@ -221,6 +227,7 @@ class LLMClient:
 
     def _count_retry(self, state: RetryCallState) -> None:
         self.retries += 1
+        metrics.LLM_RETRIES.inc()
         exc = state.outcome.exception() if state.outcome else None
         log.warning("llm transport retry %d: %s", state.attempt_number, type(exc).__name__)
 
@@ -250,11 +257,13 @@ class LLMClient:
         prompt_tokens = completion_tokens = attempts = 0
         last_error = ""
         for reask in range(self.settings.llm_reask_attempts + 1):
-            completion, made = await self._create_with_retries(conversation, schema_name, schema)
+            async with self.breaker.guard():  # breaker.py: fail fast after repeated upstream failures
+                completion, made = await self._create_with_retries(conversation, schema_name, schema)
             attempts += made
             usage = getattr(completion, "usage", None)
             prompt_tokens += getattr(usage, "prompt_tokens", 0) or 0
             completion_tokens += getattr(usage, "completion_tokens", 0) or 0
+            metrics.record_llm_tokens(usage)
             choices = getattr(completion, "choices", None) or []
             content = choices[0].message.content if choices and choices[0].message else None
             try:
@@ -262,6 +271,7 @@ class LLMClient:
             except InvalidOutput as exc:
                 last_error = str(exc)
                 log.warning("llm reply invalid (re-ask %d): %s", reask, last_error)
+                metrics.LLM_REASKS.inc()
                 conversation = [
                     *messages,
                     {"role": "assistant", "content": (content or "")[:4000]},

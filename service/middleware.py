@@ -9,6 +9,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.logs import REQUEST_ID
+
 REQUEST_ID_HEADER = "x-request-id"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 
@@ -33,7 +35,11 @@ class RequestIdMiddleware:
                 message["headers"] = [*message["headers"], (REQUEST_ID_HEADER.encode(), request_id.encode())]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        token = REQUEST_ID.set(request_id)  # for log lines (service/logs.py)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            REQUEST_ID.reset(token)
 
 
 class BodyLimitMiddleware:
@@ -105,3 +111,26 @@ class _BodyTooLarge(Exception):
 def header_value(scope: dict[str, Any], name: bytes) -> str:
     """One request header from an ASGI scope, decoded."""
     return dict(scope["headers"]).get(name, b"").decode("latin-1")
+
+
+async def send_problem(
+    scope: dict[str, Any],
+    send: Any,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Answer a raw ASGI exchange with problem+json (for pure ASGI middleware, before any route runs)."""
+    body: dict[str, Any] = {"type": "urn:citesum:problem:" + slug, "title": title, "status": status, "detail": detail}
+    body["instance"] = scope.get("path", "")
+    request_id = scope.get("state", {}).get("request_id")
+    if request_id:
+        body["request_id"] = request_id
+    payload = json.dumps(body).encode()
+    raw_headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(payload)).encode())]
+    raw_headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": payload})

@@ -149,11 +149,13 @@ def render_summary(response: SummaryResponse, *, source_url: str | None = None) 
         body.append(_context(f"{WARNING} {note}"))
         plain_lines.append(note)
 
-    footer = _context(
+    footer_text = (
         f"Every sentence checked against {response.document.sentence_count} source sentences · "
-        f"{escape_mrkdwn(response.provider)} `{escape_mrkdwn(response.model)}` · "
-        f"prompt {escape_mrkdwn(response.prompt_version)}"
+        f"{escape_mrkdwn(response.provider)} `{escape_mrkdwn(response.model)}`"
     )
+    if response.prompt_version and response.prompt_version != "none":  # the extractive default has no prompt
+        footer_text += f" · prompt {escape_mrkdwn(response.prompt_version)}"
+    footer = _context(footer_text)
     blocks = _fit([_section(heading), *body], [footer])
     return _message("\n".join(plain_lines), blocks)
 

@@ -170,7 +170,7 @@ class SlackRuntime:
     seen: DedupeStore
     clock: Clock = field(default_factory=Clock)  # wall clock for signature timestamps (slack_sdk's type)
     monotonic: Callable[[], float] = time.monotonic  # for response_url validity
-    http_client: Callable[[Settings], httpx.AsyncClient] = field(default=lambda settings: _default_client(settings))
+    http_client: Callable[[Settings], httpx.AsyncClient] = _default_client  # tests may pass a MockTransport
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SlackRuntime:

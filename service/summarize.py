@@ -14,7 +14,10 @@ from service.errors import LLMTimeout, UnprocessableArticle
 from service.extractive import MODEL_NAME as EXTRACTIVE_MODEL
 from service.extractive import summarize_extractive
 from service.ingest import ingest
+from service.language import check_language
+from service.limits import check_article_tokens
 from service.llm import InvalidOutput, LLMClient
+from service.metrics import record_summary_verdicts
 from service.prompts import load_prompt
 from service.schema import (
     Citation,
@@ -215,7 +218,7 @@ class ExtractiveDrafter:
     async def draft(
         self, document: Document, sentences: list[Sentence], max_sentences: int, run: Run, progress: Progress | None
     ) -> tuple[list[Draft], int]:
-        picked = summarize_extractive(sentences, max_sentences, document.title)
+        picked = await asyncio.to_thread(summarize_extractive, sentences, max_sentences, document.title)
         if progress:
             progress(1, 1)
         return [Draft(s.text, [s.id]) for s in picked], 1
@@ -227,6 +230,13 @@ Drafter = LLMDrafter | ExtractiveDrafter
 def citation_for(sentence: Sentence) -> Citation:
     """A citation quoting the whole source sentence."""
     return Citation(sentence_id=sentence.id, start=sentence.start, end=sentence.end, quote=sentence.text)
+
+
+def _segment_and_index(text: str) -> tuple[list[Sentence], SourceIndex]:
+    sentences = segment(text)
+    if not sentences:
+        raise UnprocessableArticle("the article has no sentences to summarize")
+    return sentences, SourceIndex(sentences)
 
 
 def verify_drafts(
@@ -258,6 +268,8 @@ async def summarize_document(
     """Segment, draft, verify and apply the policy to an ingested document."""
     timings = timings if timings is not None else {}
     started = time.perf_counter()
+    check_article_tokens(document.text, settings)  # 413 (limits.py); chars are capped in ingest
+    check_language(document.text, settings)  # 422 unless English (language.py)
     sentences = segment(document.text)
     if not sentences:
         raise UnprocessableArticle("the article has no sentences to summarize")
@@ -270,7 +282,7 @@ async def summarize_document(
     timings["draft_ms"] = _ms_since(mark)
 
     mark = time.perf_counter()
-    checked = verify_drafts(drafts, index, settings.verify_threshold)
+    checked = await asyncio.to_thread(verify_drafts, drafts, index, settings.verify_threshold)
     timings["verify_ms"] = _ms_since(mark)
 
     if policy == "repair" and isinstance(drafter, LLMDrafter):
@@ -279,7 +291,7 @@ async def summarize_document(
             mark = time.perf_counter()
             repaired = await drafter.repair(failing, index, run)
             kept = [(d, v) for d, v in checked if v.verdict == "supported"]
-            checked = kept + verify_drafts(repaired, index, settings.verify_threshold)
+            checked = kept + await asyncio.to_thread(verify_drafts, repaired, index, settings.verify_threshold)
             timings["repair_ms"] = _ms_since(mark)
 
     summary: list[SummarySentence] = []
@@ -362,6 +374,7 @@ async def summarize_request(
             f"the summary did not finish within the {settings.request_deadline_s:g} s deadline"
         ) from exc
     response.timings_ms["total_ms"] = _ms_since(started)
+    record_summary_verdicts(response)
     return response
 
 

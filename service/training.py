@@ -176,8 +176,13 @@ def _metrics(rows: Sequence[LabelledClaim], scores: Sequence[float], threshold: 
 
 
 def _objective(rows: Sequence[LabelledClaim], scores: Sequence[float], threshold: float) -> float:
-    report = _metrics(rows, scores, threshold)
-    return sum(r["balanced_accuracy"] for r in report.values()) / len(report)
+    """Mean balanced accuracy over the dataset groups (no AUC: this runs inside the grid search)."""
+    groups: dict[str, tuple[list[int], list[int]]] = {}
+    for row, score in zip(rows, scores, strict=True):
+        labels, predictions = groups.setdefault(_group(row), ([], []))
+        labels.append(row.label)
+        predictions.append(int(score >= threshold))
+    return sum(balanced_accuracy(y, p) for y, p in groups.values()) / len(groups)
 
 
 def train_verifier_main(argv: list[str]) -> int:
@@ -203,24 +208,26 @@ def train_verifier_main(argv: list[str]) -> int:
         oof_models.append(train([sentence_rows[i] for i in keep], [sentence_units[i] for i in keep]))
 
     # Choose the veto set and threshold together on out-of-fold scores (mean balanced accuracy).
+    # A vetoed candidate is always below the threshold, so a row is "supported" at threshold t iff
+    # every sentence has a non-vetoed candidate with probability >= t: one decision value per row.
+    check_columns = [FEATURE_NAMES.index(name) for name in HARD_CHECKS]
+    probabilities = [
+        [[(oof_models[owner[i]].probability(v), tuple(v[c] > 0 for c in check_columns)) for v in u.candidates]
+         for u in units]
+        for i, units in enumerate(all_units)
+    ]
+    grid = [i / 100 for i in range(1, 100)]
     best: tuple[float, float, tuple[str, ...]] = (-1.0, 0.5, ())
-    grid = [i / 200 for i in range(1, 200)]
     for size in range(len(HARD_CHECKS) + 1):
-        for veto in combinations(HARD_CHECKS, size):
-            for threshold in grid[::4]:
-                vetoed_models = [_model(m.weights, m.bias, m.means, m.scales, threshold, veto) for m in oof_models]
-                scores = [min(_unit_score(vetoed_models[owner[i]], u) for u in units)
-                          for i, units in enumerate(all_units)]
-                value = _objective(all_rows, scores, threshold)
+        for veto in combinations(range(len(HARD_CHECKS)), size):
+            decision = [
+                min(max((p for p, flags in unit if not any(flags[k] for k in veto)), default=0.0) for unit in units)
+                for units in probabilities
+            ]
+            for threshold in grid:
+                value = _objective(all_rows, decision, threshold)
                 if value > best[0] + 1e-9:
-                    best = (value, threshold, veto)
-    _, coarse, veto = best
-    for threshold in [t for t in grid if abs(t - coarse) <= 0.02]:
-        vetoed_models = [_model(m.weights, m.bias, m.means, m.scales, threshold, veto) for m in oof_models]
-        scores = [min(_unit_score(vetoed_models[owner[i]], u) for u in units) for i, units in enumerate(all_units)]
-        value = _objective(all_rows, scores, threshold)
-        if value > best[0] + 1e-9:
-            best = (value, threshold, veto)
+                    best = (value, threshold, tuple(HARD_CHECKS[k] for k in veto))
     _, threshold, veto = best
     vetoed_models = [_model(m.weights, m.bias, m.means, m.scales, threshold, veto) for m in oof_models]
     oof_scores = [min(_unit_score(vetoed_models[owner[i]], u) for u in units) for i, units in enumerate(all_units)]

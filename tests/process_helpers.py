@@ -72,24 +72,6 @@ def run_events(path: Path) -> list[tuple[str, int, str]]:
     return events
 
 
-def api_with_jobs():  # noqa: ANN201 - a uvicorn --factory target
-    """The service's app with the jobs router included (a no-op once api.py includes it itself)."""
-    from service.api import create_app
-    from service.jobs_api import router
-
-    app = create_app()
-    if not any(getattr(route, "path", None) == "/v1/jobs/{job_id}" for route in app.routes):
-        app.include_router(router)
-    return app
-
-
 def start_api(port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """The API on 127.0.0.1:`port` in its own process."""
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [
-                sys.executable, "-m", "uvicorn", "--factory", "tests.process_helpers:api_with_jobs",
-                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-            ],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    """`python -m service serve` on 127.0.0.1:`port`."""
+    return start_service(["serve", "--host", "127.0.0.1", "--port", str(port)], env, log_path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import os
 import re
@@ -15,12 +14,12 @@ from typing import Any
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
 from service.api import create_app
 from service.config import Settings
-from service.schema import SummaryRequest
-from service.summarize import summarize_request
+from service.errors import URLNotAllowed
 from service.web import router as web_router
 
 pytestmark = pytest.mark.browser
@@ -115,8 +114,14 @@ def summarize_on_page(page: Page, base_url: str, text: str, *, policy: str = "dr
     with page.expect_response("**/v1/summaries") as answer:
         page.click("#submit")
     expect(page.locator("#summary .sent").first).to_be_visible()
-    assert answer.value.status == 200, answer.value.text()
-    return answer.value.json()
+    accepted = answer.value
+    assert accepted.status in (200, 202), accepted.text()
+    if accepted.status == 200:
+        return accepted.json()
+    # The page asked for a job (Prefer: respond-async); read the finished job's result ourselves.
+    job = page.request.get(base_url + accepted.headers["location"]).json()
+    assert job["status"] == "succeeded", job
+    return job["result"]
 
 
 def cited_quotes(sentence: dict[str, Any]) -> list[str]:
@@ -228,15 +233,24 @@ def test_problem_json_errors_show_title_and_detail(page: Page, real_app_url: str
     expect(page.locator("#error-title")).to_have_text(problem["title"])
     expect(page.locator("#error-detail")).to_contain_text(problem["detail"])
     expect(page.locator("#result")).to_be_hidden()
+
+    # A refused link (loopback) fails inside the job the page polls; its problem is shown the same way.
+    page.check('input[name="kind"][value="url"]')
+    page.fill("#max-sentences", "3")
+    page.fill("#url", "http://127.0.0.1:9/article")
+    page.click("#submit")
+    expect(page.locator("#error-title")).to_have_text(URLNotAllowed.title)
+    expect(page.locator("#error-detail")).to_contain_text("127.0.0.1")
     save_screenshot(page, "web-error.png")
 
 
 @pytest.fixture(scope="module")
 def embedded_response() -> dict[str, Any]:
     """The real pipeline's answer for the seed article (embedded default), as the API would send it."""
-    request = SummaryRequest(text=SEED_TEXT, include_sentences=True)
-    response = asyncio.run(summarize_request(request, settings=Settings(provider="embedded")))
-    return response.model_dump(mode="json")
+    with TestClient(create_app(Settings(provider="embedded"))) as client:
+        response = client.post("/v1/summaries", json={"text": SEED_TEXT, "include_sentences": True})
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def page_only_app() -> FastAPI:

@@ -67,10 +67,18 @@ REFUSED = [
     ("http://127.1/", "127.0.0.1 is a loopback address", "127.0.0.1"),
     ("http://017700000001/", "127.0.0.1 is a loopback address", "127.0.0.1"),
     ("http://0xa9fea9fe/", "169.254.169.254 is a cloud metadata address", "169.254.169.254"),
-    ("http://metadata.google.internal/computeMetadata/v1/", "metadata.google.internal is a cloud metadata host",
-     "metadata.google.internal"),
+    (
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "metadata.google.internal is a cloud metadata host",
+        "metadata.google.internal",
+    ),
     ("http://Metadata.Google.Internal./", "cloud metadata host", "metadata.google.internal."),
     ("http://user:pw@127.0.0.1:8080/", "127.0.0.1 is a loopback address", "127.0.0.1"),
+    # parser confusion: the host checked is the host httpx connects to
+    ("http://news.example\\@127.0.0.1/", "127.0.0.1 is a loopback address", "127.0.0.1"),
+    ("http://127。0。0。1/", "127.0.0.1 is a loopback address", "127.0.0.1"),
+    ("http://[::ffff:127.0.0.1%25eth0]/", "an IPv6 form of 127.0.0.1", "::ffff:127.0.0.1%25eth0"),
+    (" HTTP://127.0.0.1/ ", "127.0.0.1 is a loopback address", "127.0.0.1"),
 ]
 
 
@@ -255,7 +263,9 @@ async def test_every_resolved_address_is_checked(httpx_mock: HTTPXMock, answers:
     connector = FakeConnector()
     with pytest.raises(URLNotAllowed) as caught:
         await fetch_url(
-            "http://intranet.example/", _settings(), resolver=ChangingResolver({"intranet.example": [answers]}),
+            "http://intranet.example/",
+            _settings(),
+            resolver=ChangingResolver({"intranet.example": [answers]}),
             connector=connector,
         )
     assert reason in caught.value.message
@@ -276,8 +286,9 @@ async def test_redirect_to_a_name_that_resolves_privately_is_refused(httpx_mock:
 async def test_private_answer_is_used_when_allowed(httpx_mock: HTTPXMock) -> None:
     connector = FakeConnector(_reply())
     resolver = ChangingResolver({"intranet.example": [["10.0.0.7"]]})
-    await fetch_url("http://intranet.example/", _settings(fetch_allow_private=True), resolver=resolver,
-                    connector=connector)
+    await fetch_url(
+        "http://intranet.example/", _settings(fetch_allow_private=True), resolver=resolver, connector=connector
+    )
     assert connector.log.connects == [("10.0.0.7", 80)]
 
 
@@ -298,7 +309,9 @@ async def test_dns_failure_is_fetch_failed(httpx_mock: HTTPXMock, failure: OSErr
 
 async def test_redirects_are_followed_and_the_final_url_reported(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(url="https://news.example/old", status_code=301, headers={"Location": "/new"})
-    httpx_mock.add_response(url="https://news.example/new", status_code=302, headers={"Location": "https://cdn.example/a"})
+    httpx_mock.add_response(
+        url="https://news.example/new", status_code=302, headers={"Location": "https://cdn.example/a"}
+    )
     httpx_mock.add_response(url="https://cdn.example/a", html=HTML)
     page = await fetch_url("https://news.example/old", _settings())
     assert page.url == "https://cdn.example/a"
@@ -438,7 +451,10 @@ TEXT = "Café owners in Zürich said prices rose — “again”."
         ("text/plain; charset=no-such-codec", TEXT.encode()),
         ("text/plain", b"\xef\xbb\xbf" + TEXT.encode()),  # UTF-8 BOM
         ("text/html", f'<meta charset="windows-1252"><p>{TEXT}</p>'.encode("cp1252")),
-        ("text/html", f'<meta http-equiv="Content-Type" content="text/html; charset=cp1252"><p>{TEXT}'.encode("cp1252")),
+        (
+            "text/html",
+            f'<meta http-equiv="Content-Type" content="text/html; charset=cp1252"><p>{TEXT}'.encode("cp1252"),
+        ),
     ],
 )
 async def test_charset_is_declared_sniffed_or_utf8(httpx_mock: HTTPXMock, content_type: str, body: bytes) -> None:

@@ -381,3 +381,17 @@ async def test_article_over_the_cap_is_too_long_with_numbers() -> None:
 async def test_raw_input_far_over_the_cap_is_refused_before_cleaning() -> None:
     with pytest.raises(ArticleTooLong, match="at most 400 are read"):
         await ingest(SummaryRequest(text="word " * 200), _settings(max_article_chars=100))
+
+
+async def test_ingest_url_reports_the_final_url(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url="https://news.example/short", status_code=301, headers={"Location": "/halvik"})
+    httpx_mock.add_response(url="https://news.example/halvik", html=PAGE_HTML)
+    document = await ingest(SummaryRequest(url="https://news.example/short"), _settings())
+    assert document.source_url == "https://news.example/halvik"
+
+
+async def test_ingest_url_without_an_article_is_unprocessable(httpx_mock: HTTPXMock) -> None:
+    nav_only = "<html><body><nav><a href='/'>Home</a> <a href='/world'>World</a></nav></body></html>"
+    httpx_mock.add_response(url="https://news.example/empty", html=nav_only)
+    with pytest.raises(UnprocessableArticle, match="no article text found at https://news.example/empty"):
+        await ingest(SummaryRequest(url="https://news.example/empty"), _settings())

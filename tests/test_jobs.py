@@ -70,7 +70,9 @@ def request_of(text: str = ARTICLE, **options: Any) -> SummaryRequest:
 
 async def test_idempotency_key_returns_the_same_job(tmp_path: Path) -> None:
     store = SQLiteJobStore(tmp_path / "jobs.sqlite3")
-    first, created = await store.create(Job(id=new_job_id(), request={"text": "a"}), idempotency_key="k1", fingerprint="f")
+    first, created = await store.create(
+        Job(id=new_job_id(), request={"text": "a"}), idempotency_key="k1", fingerprint="f"
+    )
     again, created_again = await store.create(
         Job(id=new_job_id(), request={"text": "a"}), idempotency_key="k1", fingerprint="f"
     )

@@ -73,3 +73,55 @@ def test_a_job_survives_kill_9_of_its_worker_and_completes_once(tmp_path: Path) 
     events = run_events(runs)
     assert [e for e, _, _ in events] == ["start", "start", "finish"]
     assert events[0][1] == first.pid and events[1][1] == events[2][1] == second.pid
+
+
+def test_the_api_with_its_embedded_worker_restarted_mid_job_completes_the_job(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.process_helpers import free_port, start_api
+
+    runs = tmp_path / "runs.log"
+    env = service_env(
+        {
+            "CITESUM_JOB_DB_PATH": str(tmp_path / "jobs.sqlite3"),
+            "CITESUM_JOB_SUMMARIZER": "tests.jobs_fakes:slow_summarize",
+            "CITESUM_JOB_LEASE_S": "1",
+            "JOBS_FAKE_STEPS": "6",
+            "JOBS_FAKE_STEP_S": "0.4",
+            "JOBS_FAKE_LOG": str(runs),
+        }
+    )
+    port = free_port()
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+
+    def job_status(url: str) -> dict | None:
+        try:
+            return client.get(url).json()
+        except httpx.TransportError:
+            return None
+
+    first = start_api(port, env, tmp_path / "api1.log")
+    try:
+        wait_for(lambda: job_status("/healthz"), 30, "the API to start")
+        answer = client.post(
+            "/v1/summaries", json={"text": "beta: the talks resume in March."}, headers={"Prefer": "respond-async"}
+        )
+        assert answer.status_code == 202, answer.text
+        location = answer.headers["location"]
+        wait_for(
+            lambda: (job_status(location) or {}).get("progress", {}).get("done", 0) >= 2, 20, "the job to be mid-run"
+        )
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+
+    second = start_api(port, env, tmp_path / "api2.log")
+    try:
+        done = wait_for(
+            lambda: (j := job_status(location)) and j["status"] in ("succeeded", "failed") and j, 30, "the job"
+        )
+    finally:
+        client.close()
+        stop(second)
+    assert done["status"] == "succeeded" and done["attempts"] == 2
+    assert [e for e, _, _ in run_events(runs)] == ["start", "start", "finish"]

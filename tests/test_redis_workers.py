@@ -116,7 +116,10 @@ async def test_redis_cache_is_shared_between_clients(redis: Redis, redis_url: st
     try:
         for client in (redis, other_replica):
             _, hit = await cached_summarize(
-                SummaryRequest(text=ARTICLE), settings=settings, summarize=fake, cache=RedisResultCache(client, ttl_s=60)
+                SummaryRequest(text=ARTICLE),
+                settings=settings,
+                summarize=fake,
+                cache=RedisResultCache(client, ttl_s=60),
             )
         assert hit and len(fake.calls) == 1
     finally:
@@ -221,8 +224,13 @@ def test_idempotency_and_cache_across_processes(redis_url: str, tmp_path: Path) 
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             wait_for(lambda: _answers(client), 30, "the API to start")
             body = {"text": f"cached: {ARTICLE}"}
-            first = client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "k-1"})
-            retried = client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "k-1"})
+            # The main endpoint in async mode, both ways of asking for it.
+            first = client.post(
+                "/v1/summaries", json=body, headers={"Idempotency-Key": "k-1", "Prefer": "respond-async"}
+            )
+            retried = client.post("/v1/summaries", json={**body, "async": True}, headers={"Idempotency-Key": "k-1"})
+            assert first.status_code == retried.status_code == 202, first.text
+            assert first.headers["preference-applied"] == "respond-async"
             assert retried.json()["id"] == first.json()["id"]
             done = wait_for(
                 lambda: (j := client.get(first.headers["location"]).json())["status"] == "succeeded" and j,

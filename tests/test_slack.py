@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from pytest_httpx import HTTPXMock
 from slack_sdk.signature import SignatureVerifier
 
+from service.api import create_app
 from service.config import Settings
 from service.errors import LLMUnavailable
 from service.problems import install_problem_handlers
@@ -581,15 +582,13 @@ async def test_background_work_is_bounded_and_tracked() -> None:
 async def test_seed_article_through_summarize_end_to_end(
     httpx_mock: HTTPXMock, settings: Settings, runtime: SlackRuntime, seed_text: str
 ) -> None:
-    app = FastAPI()
-    app.state.settings, app.state.llm = settings, None  # as create_app leaves them with no LLM configured
-    install_problem_handlers(app)
-    app.include_router(router)
+    app = create_app(settings)  # the whole service, no LLM configured: the embedded default
     app.dependency_overrides[get_slack_runtime] = lambda: runtime  # the real summarizer: no override
     httpx_mock.add_response(url=RESPONSE_URL, text="ok")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
         ack = await post_command(client, command_body("--public " + seed_text))
     assert ack.status_code == 200 and "Summarizing the pasted text" in ack.json()["text"]
+    assert ack.headers["x-request-id"]  # the app's middleware; the same id is in every log line of the work
     await runtime.work.drain(timeout=60)
 
     (message,) = posted(httpx_mock, RESPONSE_URL)
@@ -604,3 +603,20 @@ async def test_seed_article_through_summarize_end_to_end(
         assert evidence and all(re.match(r">\[\d+\] _s\d+_: ", line) for line in evidence)  # evidence by id
     assert "Putin Has No Good Options" in message["blocks"][0]["text"]["text"]
     assert "embedded" in json.dumps(message["blocks"][-1])
+
+
+async def test_background_work_waits_for_the_ack_to_be_sent() -> None:
+    work = BackgroundWork(concurrency=1, max_pending=1)
+    acked, ran = asyncio.Event(), []
+
+    async def job() -> None:
+        ran.append(True)
+
+    assert work.start(job(), request_id="r1", after=acked)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert ran == [] and work.pending == 1
+    assert not work.start(job(), request_id="r2")  # max_pending reached: refused, coroutine closed
+    acked.set()
+    await work.drain(timeout=5)
+    assert ran == [True] and work.pending == 0

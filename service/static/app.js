@@ -420,12 +420,14 @@
   /** Scroll the article so `span` shows: inside its own pane on wide screens, the page on phones. */
   function reveal(span, { pageToo }) {
     const article = $("article");
-    const behavior = reducedMotion ? "auto" : "smooth";
+    const smooth = reducedMotion ? "auto" : "smooth";
     if (article.scrollHeight > article.clientHeight + 1) {
-      article.scrollTo({ top: Math.max(0, span.offsetTop - article.clientHeight / 3), behavior });
-      if (pageToo) article.scrollIntoView({ block: "nearest", behavior });
+      const top = Math.max(0, span.offsetTop - article.clientHeight / 3);
+      // Chromium cancels one smooth scroll when another starts, so only one of the two may be smooth.
+      article.scrollTo({ top, behavior: pageToo ? "auto" : smooth });
+      if (pageToo) article.scrollIntoView({ block: "nearest", behavior: smooth });
     } else if (pageToo) {
-      span.scrollIntoView({ block: "center", behavior });
+      span.scrollIntoView({ block: "center", behavior: smooth });
     }
   }
 
