@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -92,6 +93,9 @@ class Analysis:
     negated: frozenset[str]  # first content lemma after each negation cue
     negation_phrases: dict[str, str]  # negated lemma → the words that negate it, for reasons
     has_negation: bool
+    lower_words: frozenset[str]  # words written in lower case here (so not proper nouns)
+    lowercased: bool  # no capital letter at all (tokenised datasets, chat output): names need the source
+    repeated: int  # content lemmas used more than once, a sign of a degenerate summary
 
     @property
     def joined(self) -> str:
@@ -115,6 +119,12 @@ def _names(text: str, stopwords: frozenset[str]) -> set[str]:
         if word.isupper() and len(word) >= 2 or not sentence_start:
             names.add(lower)
     return names
+
+
+@lru_cache(maxsize=200_000)
+def is_dictionary_word(word: str) -> bool:
+    """True when the lemmatizer's English dictionary knows the word (so it is probably not a name)."""
+    return simplemma.is_known(word, lang="en")
 
 
 def lemma_free(word: str) -> str:
@@ -171,4 +181,7 @@ def analyze(text: str) -> Analysis:
         negated=frozenset(negated),
         negation_phrases=phrases,
         has_negation=has_negation,
+        lower_words=frozenset(t for t in _TOKEN.findall(normal) if t.islower()),
+        lowercased=not any(ch.isupper() for ch in text),
+        repeated=sum(1 for n in Counter(lm for lm in lemmas if lm in content).values() if n > 1),
     )

@@ -35,6 +35,7 @@ _TITLE_SEARCH_LINES = 6
 _PULL_QUOTE_WINDOW = 30
 _PULL_QUOTE_MIN_WORDS = 6
 _PULL_QUOTE_CONTAINED = 0.8
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 _UI_LABELS = frozenset(
     label.strip()
@@ -185,6 +186,7 @@ class LineDecision:
 
     @property
     def kept(self) -> bool:
+        """True when the line is article body text."""
         return self.kind == "body"
 
 
@@ -223,16 +225,22 @@ def _label_key(line: str) -> str:
 
 
 def _furniture_pass(lines: list[tuple[str, int]]) -> list[LineDecision]:
+    keys = [" ".join(line.casefold().split()) for line, _ in lines]
     counts: dict[str, int] = {}
-    for line, _ in lines:
-        key = " ".join(line.casefold().split())
+    for key in keys:
         counts[key] = counts.get(key, 0) + 1
+    # A page pasted twice repeats most of its paragraphs: keep the first copy of each then.
+    prose = [key for key in keys if len(key.split()) >= 8]
+    pasted_twice = bool(prose) and sum(counts[key] > 1 for key in prose) > len(prose) / 2
+    seen: set[str] = set()
     decisions = []
-    for line, block in lines:
+    for (line, block), key in zip(lines, keys, strict=True):
         folded = line.casefold()
+        repeated = counts[key] > 1 and (not pasted_twice or key in seen)
+        seen.add(key)
         if (len(line) <= _LABEL_MAX_CHARS and _label_key(line) in _UI_LABELS) or not _WORD.search(line):
             kind = "site label"
-        elif counts[" ".join(folded.split())] > 1:
+        elif repeated:
             # A line printed twice is a caption or widget echo; neither copy is article text.
             kind = "repeated line"
         else:
@@ -335,6 +343,9 @@ def _drop_pull_quotes(result: list[LineDecision]) -> None:
     """Drop a line whose content words mostly appear in one longer body line nearby."""
     kept = [i for i, d in enumerate(result) if d.kept]
     words = [_content_words(result[i].text) for i in kept]
+    # A pull quote repeats its source, figures included: lines that differ only in their numbers
+    # (district-by-district reports, results) are distinct facts, not quotes of each other.
+    numbers = [set(_NUMBER.findall(result[i].text)) for i in kept]
     postings: dict[str, list[int]] = {}  # word -> positions in `kept`, ascending
     for position, own in enumerate(words):
         for word in own:
@@ -355,8 +366,10 @@ def _drop_pull_quotes(result: list[LineDecision]) -> None:
         }
         own_length = len(result[kept[position]].text)
         for other in candidates:
-            if len(result[kept[other]].text) > own_length and len(own & words[other]) >= (
-                _PULL_QUOTE_CONTAINED * len(own)
+            if (
+                len(result[kept[other]].text) > own_length
+                and len(own & words[other]) >= _PULL_QUOTE_CONTAINED * len(own)
+                and numbers[position] <= numbers[other]
             ):
                 drop.append(kept[position])
                 break

@@ -86,6 +86,8 @@ class EmbeddedWorker:
         for job in failed:
             log.warning("job %s: its worker stopped on the last attempt; failed", job.id)
             await send_callback(job, settings=self.runner.settings)
+        # Finished jobs (and their idempotency keys) are kept for the retention period, then dropped.
+        await self.store.purge_finished(self.runner.settings.job_retention_s)
 
     async def _run(self, job: Job) -> None:
         try:

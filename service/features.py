@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.analysis import Analysis, lemma_free, lexicon
+from service.analysis import Analysis, is_dictionary_word, lemma_free, lexicon
 
 __all__ = ["FEATURE_NAMES", "Comparison", "SourceVocabulary", "compare"]
 
@@ -28,6 +28,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log_missing_content",  # log(1 + content lemmas absent from the evidence)
     "names_not_in_source",  # names that occur nowhere in the source (capped at 3)
     "numbers_not_in_source",  # numbers that occur nowhere in the source (capped at 2)
+    "repeated_words",  # content lemmas the claim repeats (capped at 2): degenerate output
 )
 
 
@@ -38,6 +39,7 @@ class SourceVocabulary:
     content: frozenset[str]
     words: frozenset[str]  # surface tokens and lemmas
     numbers: frozenset[str]
+    proper: frozenset[str]  # words only ever capitalised mid-sentence here: names
 
     @classmethod
     def of(cls, analyses: Sequence[Analysis]) -> SourceVocabulary:
@@ -45,12 +47,16 @@ class SourceVocabulary:
         content: set[str] = set()
         words: set[str] = set()
         numbers: set[str] = set()
+        capitalised: set[str] = set()
+        lower: set[str] = set()
         for a in analyses:
+            capitalised |= a.names
+            lower |= a.lower_words
             content |= a.content
             words.update(a.tokens)
             words.update(a.lemmas)
             numbers |= a.numbers
-        return cls(frozenset(content), frozenset(words), frozenset(numbers))
+        return cls(frozenset(content), frozenset(words), frozenset(numbers), frozenset(capitalised - lower))
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,18 @@ def _contains_phrase(evidence: Sequence[Analysis], phrase: tuple[str, ...]) -> b
     return any(needle in sentence.joined for sentence in evidence)
 
 
+def claim_names(claim: Analysis, source: SourceVocabulary) -> frozenset[str]:
+    """Names in the claim; a claim with no capitals borrows them from the source or the dictionary."""
+    if not claim.lowercased:
+        return claim.names
+    stopwords = lexicon().stopwords
+    return frozenset(
+        t for t in claim.tokens
+        if t.isalpha() and len(t) > 2 and t not in stopwords
+        and (t in source.proper or not is_dictionary_word(t))
+    )
+
+
 def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabulary) -> Comparison:
     """Compare a claim with its evidence sentences, and with the `source` vocabulary as a whole."""
     lex = lexicon()
@@ -132,7 +150,8 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
     missing_numbers = sorted(claim.numbers - ev_numbers)
     for number in missing_numbers[:1]:
         problems.append(f"number {number} not in evidence")
-    absent = {name for name in claim.names if name not in ev_tokens and name not in ev_lemmas}
+    names = claim_names(claim, source)
+    absent = {name for name in names if name not in ev_tokens and name not in ev_lemmas}
     # Report names in the order the claim uses them ("Yekaterina Schulmann" → Yekaterina first).
     missing_names = list(dict.fromkeys(lemma_free(t) for t in claim.tokens if lemma_free(t) in absent))
     for name in missing_names[:1]:
@@ -182,7 +201,8 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
         math.log1p(n),
         float(len(evidence)),
         math.log1p(n - len(found)),
-        float(min(sum(1 for name in claim.names if name not in source.words), 3)),
+        float(min(sum(1 for name in names if name not in source.words), 3)),
         float(min(len(claim.numbers - source.numbers), 2)),
+        float(min(claim.repeated, 2)),
     )
     return Comparison(values=values, problems=tuple(problems))

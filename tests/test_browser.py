@@ -208,6 +208,11 @@ def test_phone_width_is_one_column_and_keyboard_works(page: Page, real_app_url: 
     page.keyboard.press("Enter")
     expect(first).to_have_attribute("aria-pressed", "true")
     assert page.locator("#article .src.hl").all_inner_texts() == cited_quotes(data["summary"][0])
+    source = page.locator("#article .src.hl").first
+    source.focus()  # cited article sentences are tab stops too; Enter tells which summary sentences use them
+    page.keyboard.press("Enter")
+    expect(page.locator("#article .backref-note")).to_contain_text("cited by")
+    first.focus()
     page.keyboard.press(" ")
     expect(first).to_have_attribute("aria-pressed", "false")
     expect(page.locator("#article .src.hl")).to_have_count(0)
@@ -269,8 +274,15 @@ def test_job_progress_is_shown_while_polling(
     steps = [("running", 0, 3), ("running", 1, 3), ("running", 2, 3), ("running", 3, 3)]
 
     def job(status: str, done: int, total: int, result: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {"id": "j1", "url": "/v1/jobs/j1", "status": status, "attempts": 1,
-                "progress": {"done": done, "total": total}, "result": result, "error": None}
+        return {
+            "id": "j1",
+            "url": "/v1/jobs/j1",
+            "status": status,
+            "attempts": 1,
+            "progress": {"done": done, "total": total},
+            "result": result,
+            "error": None,
+        }
 
     @app.post("/v1/summaries", status_code=202)
     async def accept() -> dict[str, Any]:

@@ -395,3 +395,21 @@ async def test_ingest_url_without_an_article_is_unprocessable(httpx_mock: HTTPXM
     httpx_mock.add_response(url="https://news.example/empty", html=nav_only)
     with pytest.raises(UnprocessableArticle, match="no article text found at https://news.example/empty"):
         await ingest(SummaryRequest(url="https://news.example/empty"), _settings())
+
+
+def test_an_article_pasted_twice_keeps_one_copy() -> None:
+    raw = (SEEDS / "halvik-bridge-closure.txt").read_text(encoding="utf-8")
+    once, title = clean_text(raw)
+    twice, title_twice = clean_text(raw + "\n\n" + raw)
+    assert title_twice == title
+    assert twice == once
+
+
+def test_paragraphs_that_differ_only_in_numbers_are_all_kept() -> None:
+    paragraphs = [
+        f"The harbour committee in district {i} reported {i * 7 + 3} new members this spring. "
+        f"Officials said the harbour budget would rise by {i + 2} percent next year."
+        for i in range(1, 9)
+    ]
+    text, _ = clean_text("\n\n".join(paragraphs))
+    assert text.split("\n\n") == paragraphs

@@ -121,6 +121,50 @@ async def test_lapsed_leases_requeue_until_attempts_run_out(tmp_path: Path) -> N
     await store.close()
 
 
+async def test_finished_jobs_are_purged_after_the_retention_period(tmp_path: Path) -> None:
+    store = SQLiteJobStore(tmp_path / "jobs.sqlite3")
+    done, _ = await store.create(Job(id=new_job_id(), request={"text": "a"}), idempotency_key="k")
+    waiting, _ = await store.create(Job(id=new_job_id(), request={"text": "b"}))
+    claimed = await store.claim_next("w", lease_s=60)
+    assert claimed is not None and claimed.id == done.id
+    assert await store.finish(done.id, 1, result={})
+    assert await store.purge_finished(older_than_s=3600) == 0
+    assert await store.purge_finished(older_than_s=-1) == 1
+    assert await store.get(done.id) is None and await store.get(waiting.id) is not None
+    again, created = await store.create(Job(id=new_job_id(), request={"text": "a"}), idempotency_key="k")
+    assert created and again.id != done.id  # the key went with its job
+    await store.close()
+
+
+def test_an_older_job_file_gains_the_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+            " max_attempts INTEGER NOT NULL, progress_done INTEGER NOT NULL DEFAULT 0,"
+            " progress_total INTEGER NOT NULL DEFAULT 0, request TEXT NOT NULL, result TEXT, error TEXT,"
+            " callback_url TEXT, callback_format TEXT NOT NULL DEFAULT 'json', cache_key TEXT,"
+            " created_at REAL NOT NULL, updated_at REAL NOT NULL, not_before REAL NOT NULL DEFAULT 0,"
+            " lease_owner TEXT, lease_until REAL, idempotency_key TEXT UNIQUE, fingerprint TEXT)"
+        )
+        conn.execute(
+            "INSERT INTO jobs (id, status, max_attempts, request, created_at, updated_at)"
+            " VALUES ('old', 'queued', 3, '{}', 0, 0)"
+        )
+
+    async def read() -> Job | None:
+        store = SQLiteJobStore(path)
+        try:
+            return await store.get("old")
+        finally:
+            await store.close()
+
+    job = asyncio.run(read())
+    assert job is not None and job.callback_options == {} and job.callback_error is None
+
+
 # --- running jobs in-process ---------------------------------------------------------------------
 
 
@@ -284,3 +328,48 @@ def test_wants_async_reads_the_prefer_header(headers: dict[str, str], expected: 
 
     scope = {"type": "http", "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
     assert wants_async(Request(scope), request_of()) is expected
+
+
+async def test_a_slash_command_job_posts_to_its_response_url(settings: Settings, httpx_mock: HTTPXMock) -> None:
+    slack = settings.model_copy(update={"slack_response_hosts": ["127.0.0.1"]})
+    httpx_mock.add_response(url="http://127.0.0.1:9/response", method="POST", text="ok")
+    async with running_backend(slack, summarize=CountingSummarizer()) as backend:
+        job, _ = await backend.submit(
+            request_of(),
+            callback_url="http://127.0.0.1:9/response",
+            callback_format="slack_response_url",
+            callback_options={"response_type": "in_channel"},
+        )
+        done = await wait_finished(backend, job.id)
+    assert done.status == "succeeded" and done.callback_error is None
+    [sent] = httpx_mock.get_requests()
+    message = json.loads(sent.content)
+    assert message["response_type"] == "in_channel" and message["blocks"] and message["text"]
+
+
+async def test_a_failed_mention_job_tells_the_thread(settings: Settings, httpx_mock: HTTPXMock) -> None:
+    from pydantic import SecretStr
+
+    slack = settings.model_copy(update={"slack_bot_token": SecretStr("xoxb-test")})
+    httpx_mock.add_response(
+        url=f"{slack.slack_api_base_url.rstrip('/')}/chat.postMessage", method="POST", json={"ok": True, "ts": "2.0"}
+    )
+    fake = CountingSummarizer(failures=[InvalidInput("no usable article text")])
+    async with running_backend(slack, summarize=fake) as backend:
+        job, _ = await backend.submit(
+            request_of(), callback_format="slack_chat", callback_options={"channel": "C1", "thread_ts": "1.0"}
+        )
+        done = await wait_finished(backend, job.id)
+    assert done.status == "failed" and done.callback_error is None
+    [sent] = httpx_mock.get_requests()
+    message = json.loads(sent.content)
+    assert (message["channel"], message["thread_ts"]) == ("C1", "1.0")
+    assert "no usable article text" in message["text"]
+
+
+async def test_a_response_url_outside_the_allow_list_is_refused(settings: Settings) -> None:
+    async with running_backend(settings, summarize=CountingSummarizer()) as backend:
+        with pytest.raises(InvalidInput, match="response_url refused"):
+            await backend.submit(
+                request_of(), callback_url="https://evil.example/x", callback_format="slack_response_url"
+            )

@@ -260,7 +260,9 @@
       render(await response.json());
     } catch (err) {
       if (err.name === "AbortError") showError("Cancelled", "The request was cancelled; nothing was summarized.");
-      else showError("Could not reach the service", `${err.message}. Check that the server is running.`);
+      else if (err instanceof TypeError && /fetch|network/i.test(err.message)) {
+        showError("Could not reach the service", `${err.message}. Check that the server is running.`);
+      } else showError("Could not show the answer", String(err.message || err));
     } finally {
       stopProgress();
     }
@@ -373,8 +375,12 @@
     if (response.prompt_version && response.prompt_version !== "none") parts.push(`prompt ${response.prompt_version}`);
     if (response.usage) parts.push(`${response.usage.llm_calls} LLM call${response.usage.llm_calls === 1 ? "" : "s"}`);
     if (response.chunks > 1) parts.push(`${response.chunks} chunks`);
-    const total = response.timings_ms && (response.timings_ms.total ?? response.timings_ms.total_ms);
-    if (typeof total === "number") parts.push(`${Math.round(total)} ms`);
+    const timings = response.timings_ms || {};
+    const total = timings.total_ms ?? timings.total;
+    if (typeof total === "number") {
+      const ms = total < 10 ? total.toFixed(1) : Math.round(total);
+      parts.push("cache_ms" in timings ? `from cache in ${ms} ms` : `${ms} ms`);
+    }
     $("meta").textContent = parts.join(" · ");
   }
 
