@@ -52,6 +52,7 @@ _TRANSLATE = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "`": "'
 _NOT = re.compile(r"\s?n't\b", re.IGNORECASE)
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+(?:'[^\W\d_]+)?")
 _NUMBER = re.compile(r"\d+(?:[.,]\d{3})*(?:\.\d+)?")
+_CAPITALISED = re.compile(r"(?<![^\W\d_])[^\W\d_a-z][^\W_]*(?:'[^\W\d_]+)?")
 _QUOTE = re.compile(r"[\"\u201c\u201d\u201e](.+?)[\"\u201c\u201d\u201e]")
 
 
@@ -97,25 +98,24 @@ class Analysis:
     lowercased: bool  # no capital letter at all (tokenised datasets, chat output): names need the source
     repeated: int  # content lemmas used more than once, a sign of a degenerate summary
 
-    @property
-    def joined(self) -> str:
-        """Tokens joined by single spaces, padded, for contiguous-phrase search."""
-        return " " + " ".join(self.tokens) + " "
+    joined: str  # tokens joined by single spaces and padded, for contiguous-phrase search
 
 
 def _names(text: str, stopwords: frozenset[str]) -> set[str]:
     names: set[str] = set()
     # A capitalised word counts as a name unless it opens the sentence or follows an opening quote
     # or colon; all-caps acronyms (CSTO, BBC) count anywhere.
-    for match in re.finditer(r"[^\W\d_][^\W_]*(?:'[^\W\d_]+)?", text):
+    for match in _CAPITALISED.finditer(text):
         word = match.group()
-        if not word[0].isupper():
+        if not word[0].isupper():  # the pattern only rules out ASCII lower case
             continue
         lower = lemma_free(word)
         if lower in stopwords or len(lower) < 2:
             continue
-        before = text[: match.start()].rstrip()
-        sentence_start = not before or before[-1] in ".!?:\"'\u201c\u2018(-\u2014\u2013"
+        at = match.start() - 1
+        while at >= 0 and text[at].isspace():
+            at -= 1
+        sentence_start = at < 0 or text[at] in ".!?:\"'\u201c\u2018(-\u2014\u2013"
         if word.isupper() and len(word) >= 2 or not sentence_start:
             names.add(lower)
     return names
@@ -181,6 +181,7 @@ def analyze(text: str) -> Analysis:
         negated=frozenset(negated),
         negation_phrases=phrases,
         has_negation=has_negation,
+        joined=" " + " ".join(tokens) + " ",
         lower_words=frozenset(t for t in _TOKEN.findall(normal) if t.islower()),
         lowercased=not any(ch.isupper() for ch in text),
         repeated=sum(1 for n in Counter(lm for lm in lemmas if lm in content).values() if n > 1),

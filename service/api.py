@@ -12,9 +12,9 @@ from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field
 
 from service import __version__, jobs_api, slack, web
+from service.auth import AccessMiddleware
 from service.config import Settings, get_settings
 from service.errors import UnsupportedContent
-from service.auth import AccessMiddleware
 from service.limits import InflightLimitMiddleware
 from service.llm import LLMClient
 from service.metrics import MetricsMiddleware, metrics_endpoint

@@ -13,14 +13,15 @@ import time
 import unicodedata
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
-
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING, Any, Protocol
 
 from service.config import Settings
 from service.jobstore_sqlite import SQLiteDatabase
 from service.prompts import available_prompts, load_prompt
 from service.schema import SummaryRequest, SummaryResponse, Usage
+
+if TYPE_CHECKING:  # redis is an optional extra: only Redis mode needs it at run time
+    from redis.asyncio import Redis
 
 # Bump when the stored response shape or the meaning of a key field changes.
 KEY_VERSION = "1"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import defaultdict
@@ -15,7 +16,10 @@ from pathlib import Path
 from service.segment import segment
 from service.verify import DEFAULT_THRESHOLD, SourceIndex, verify_claim, warm_up
 
-__all__ = ["LabelledClaim", "auc", "balanced_accuracy", "eval_verifier_main", "load_claims", "score_claim"]
+__all__ = [
+    "LabelledClaim", "auc", "balanced_accuracy", "eval_verifier_main", "load_claims", "score_claim",
+    "train_verifier_main",
+]
 
 
 @dataclass(frozen=True)
@@ -108,12 +112,33 @@ def group_key(row: LabelledClaim) -> str:
     return row.dataset if row.granularity == "sentence" else f"{row.dataset} (summary)"
 
 
+def _shipped_score(row: LabelledClaim) -> float:
+    return score_claim(row)
+
+
+def score_rows(rows: Sequence[LabelledClaim], workers: int) -> list[float]:
+    """Shipped-verifier scores of every row, on `workers` processes (rows of one article stay together)."""
+    if workers <= 1 or len(rows) < 200:
+        return [score_claim(row) for row in rows]
+    import multiprocessing
+
+    # Sorting by source keeps each worker's SourceIndex cache warm; results go back in input order.
+    order = sorted(range(len(rows)), key=lambda i: rows[i].doc_id)
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    with context.Pool(workers, initializer=warm_up) as pool:
+        ordered = pool.map(_shipped_score, [rows[i] for i in order], chunksize=64)
+    scores = [0.0] * len(rows)
+    for position, i in enumerate(order):
+        scores[i] = ordered[position]
+    return scores
+
+
 def evaluate(
-    rows: Sequence[LabelledClaim], scorer: Callable[[LabelledClaim], float], threshold: float
+    rows: Sequence[LabelledClaim], score_all: Callable[[Sequence[LabelledClaim]], list[float]], threshold: float
 ) -> tuple[dict[str, dict[str, float]], float]:
-    """Per-dataset n, balanced accuracy and AUC, plus claims per second over all rows."""
+    """Per-dataset n, balanced accuracy and AUC, plus claims per second over all rows (wall clock)."""
     started = time.perf_counter()
-    scores = [scorer(row) for row in rows]
+    scores = score_all(rows)
     elapsed = time.perf_counter() - started
     groups: dict[str, list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
@@ -142,20 +167,22 @@ def eval_verifier_main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="end with one JSON object with every number")
     parser.add_argument("--threshold", type=float, default=None, help="override the shipped threshold")
     parser.add_argument("--llm", action="store_true", help="let the configured LLM judge the unsure band")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="processes for the embedded verifier (default: up to 2)")
     args = parser.parse_args(argv)
 
     warm_up()
     rows = load_claims(args.files)
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    cost: Callable[[], dict[str, object]] | None = None
     if args.llm:
-        from service.judge import llm_scorer  # imported lazily: it needs the openai client
+        from service.judge import judged_scorer  # imported lazily: it needs the openai client
 
-        scorer, cost = llm_scorer(threshold)
+        score_all, cost = judged_scorer(threshold)
     else:
-        def scorer(row: LabelledClaim) -> float:
-            return score_claim(row, threshold=threshold)
-        cost = None
-    report, rate = evaluate(rows, scorer, threshold)
+        def score_all(batch: Sequence[LabelledClaim]) -> list[float]:
+            return score_rows(batch, args.workers)
+    report, rate = evaluate(rows, score_all, threshold)
     print(f"threshold {threshold:.3f}, {len(rows)} claims, {rate:.0f} claims/s")
     print(f"{'dataset':<28} {'n':>6} {'bal.acc':>8} {'auc':>7}")
     for name in sorted(report):
@@ -169,6 +196,13 @@ def eval_verifier_main(argv: list[str]) -> int:
             result["llm"] = cost()
         print(json.dumps(result))
     return 0
+
+
+def train_verifier_main(argv: list[str]) -> int:
+    """Entry point of `python -m service train-verifier` (the procedure lives in service/training.py)."""
+    from service.training import train_verifier_main as train
+
+    return train(argv)
 
 
 if __name__ == "__main__":

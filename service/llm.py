@@ -71,7 +71,7 @@ def build_openai_client(settings: Settings, http_client: httpx.AsyncClient | Non
 
 
 def _is_transport_failure(exc: BaseException) -> bool:
-    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+    if isinstance(exc, openai.APIConnectionError | json.JSONDecodeError):  # timeouts; a body cut off in transit
         return True
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
@@ -195,6 +195,11 @@ class LLMClient:
         except openai.APITimeoutError as exc:
             raise LLMTimeout(
                 f"the model did not answer within {s.llm_timeout_s:g} s ({attempts} attempts)", attempts=attempts
+            ) from exc
+        except json.JSONDecodeError as exc:  # the openai client parses the HTTP body itself
+            raise LLMBadOutput(
+                f"the model server's HTTP body was not valid JSON {attempts} times (truncated?); giving up",
+                attempts=attempts,
             ) from exc
         except openai.APIConnectionError as exc:
             raise LLMUnavailable(

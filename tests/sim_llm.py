@@ -311,16 +311,27 @@ _LANGCHAIN_NOISE = re.compile(
 _PLAIN_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"”’']))\s+(?=[\"“‘']?[A-Z0-9])")
 
 
-def write_plain_summary(user_text: str, max_sentences: int = 3) -> str:
-    """A plain-text summary of a free-form prompt (LangChain's map/reduce/refine prompts)."""
+def write_plain_summary(user_text: str, max_words: int = 50) -> str:
+    """A plain-text summary of a free-form prompt (LangChain's map/reduce/refine prompts).
+
+    The most central sentences, in order, up to about `max_words` words (at least one sentence):
+    ~70 tokens, the summary length behind the LangChain figures quoted in issue 5.
+    """
     body = _LANGCHAIN_NOISE.sub(" ", user_text).strip().strip('"').strip()
     sentences = [
         s.strip() for line in body.splitlines() for s in _PLAIN_SENTENCE_END.split(line) if s.strip()
     ]
     if not sentences:
         return "Nothing to summarize."
-    order = rank_central(sentences)
-    return " ".join(sentences[i] for i in sorted(order[:max_sentences]))
+    picked: list[int] = []
+    words = 0
+    for index in rank_central(sentences):
+        length = len(sentences[index].split())
+        if picked and words + length > max_words:
+            continue
+        picked.append(index)
+        words += length
+    return " ".join(sentences[i] for i in sorted(picked))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,19 +374,13 @@ def inject_fault(
         new_text = text[: match.start()] + replacement + text[match.end() :]
         return _faulted(sentence, kind, new_text, sentence["citations"], f"{match.group()} -> {replacement}")
     if kind == "name":
-        names = [m for m in _CAPITALISED.finditer(text) if m.start() > 0 and m.group() not in _NOT_NAMES]
-        whole_prompt = " ".join(line.text for line in lines)
-        pool = sorted(
-            {
-                m.group()
-                for m in _CAPITALISED.finditer(whole_prompt)
-                if m.group() not in _NOT_NAMES and m.group() not in evidence and m.group() not in text
-            }
-        )
+        known = _proper_names([line.text for line in lines])
+        names = [m for m in _mid_sentence_capitals(text) if m.group() in known]
+        pool = sorted(n for n in known if n not in evidence and n not in text)
         if not names or not pool:
             return None
         match = rng.choice(names)
-        replacement = rng.choice(pool)
+        replacement = rng.choice(pool)  # another name from the same source, as a model's slip would be
         new_text = text[: match.start()] + replacement + text[match.end() :]
         return _faulted(sentence, kind, new_text, sentence["citations"], f"{match.group()} -> {replacement}")
     if kind == "negation":
@@ -392,6 +397,22 @@ def inject_fault(
         ids = list(unrelated.ids)
         return _faulted(sentence, kind, text, ids, f"{sentence['citations']} -> {ids}")
     raise ValueError(f"unknown content fault {kind!r}")
+
+
+def _mid_sentence_capitals(text: str) -> list[re.Match[str]]:
+    """Capitalised words that do not open a sentence (so the capital marks a name)."""
+    found = []
+    for match in _CAPITALISED.finditer(text):
+        before = text[: match.start()].rstrip(" \"“‘'(")
+        if before and before[-1] not in ".!?:;—–-" and match.group() not in _NOT_NAMES:
+            found.append(match)
+    return found
+
+
+def _proper_names(texts: list[str]) -> set[str]:
+    """Words written capitalised mid-sentence and never in lower case: names, not common words."""
+    lower = {w.lower() for t in texts for w in re.findall(r"\b[a-z][a-z]+\b", t)}
+    return {m.group() for t in texts for m in _mid_sentence_capitals(t) if m.group().lower() not in lower}
 
 
 def _faulted(
@@ -634,7 +655,9 @@ def create_app(state: SimState) -> Starlette:
 
 
 def _bind_loopback(port: int = 0) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto must be IPPROTO_TCP: asyncio only sets TCP_NODELAY on accepted sockets whose proto
+    # says TCP, and without it every keep-alive response waits ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(2048)

@@ -219,6 +219,7 @@ def test_phone_width_is_one_column_and_keyboard_works(page: Page, real_app_url: 
 
     page.keyboard.press("Enter")
     page.evaluate("document.querySelector('.summary-pane').scrollIntoView()")
+    page.mouse.move(0, 0)  # the pointer is left over a sentence by earlier steps: no hover in the picture
     save_screenshot(page, "web-phone.png")
 
 
@@ -270,8 +271,8 @@ def test_job_progress_is_shown_while_polling(
 ) -> None:
     """A server that answers 202 with a job (GET /v1/jobs/{id}) gets chunks-done-of-total progress."""
     app = page_only_app()
+    release = threading.Event()  # the job stays at 2 of 3 until the test has seen it there
     polls = {"count": 0}
-    steps = [("running", 0, 3), ("running", 1, 3), ("running", 2, 3), ("running", 3, 3)]
 
     def job(status: str, done: int, total: int, result: dict[str, Any] | None = None) -> dict[str, Any]:
         return {
@@ -291,8 +292,10 @@ def test_job_progress_is_shown_while_polling(
     @app.get("/v1/jobs/j1")
     async def poll() -> dict[str, Any]:
         polls["count"] += 1
-        if polls["count"] <= len(steps):
-            return job(*steps[polls["count"] - 1])
+        if polls["count"] == 1:
+            return job("running", 1, 3)
+        if not release.is_set():
+            return job("running", 2, 3)
         return job("succeeded", 3, 3, embedded_response)
 
     page.goto(serve(app) + "/")
@@ -300,9 +303,12 @@ def test_job_progress_is_shown_while_polling(
     page.click("#submit")
     expect(page.locator("#progress-text")).to_contain_text("2 of 3 chunks summarized")
     expect(page.locator("#progress-bar")).to_have_attribute("max", "3")
+    assert page.eval_on_selector("#progress-bar", "bar => bar.value") == 2
+    expect(page.locator("#submit")).to_be_disabled()
+    release.set()
     expect(page.locator("#summary .sent")).to_have_count(len(embedded_response["summary"]))
     expect(page.locator("#progress")).to_be_hidden()
-    assert polls["count"] == len(steps) + 1
+    expect(page.locator("#submit")).to_be_enabled()
 
 
 def test_unsupported_sentences_show_badge_reason_and_dropped_count(

@@ -373,3 +373,34 @@ async def test_a_response_url_outside_the_allow_list_is_refused(settings: Settin
             await backend.submit(
                 request_of(), callback_url="https://evil.example/x", callback_format="slack_response_url"
             )
+
+
+# --- with the real service -----------------------------------------------------------------------
+
+
+def test_the_seed_article_through_the_real_pipeline_as_a_job(settings: Settings, seed_text: str) -> None:
+    from service.api import create_app
+
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/v1/summaries", json={"text": seed_text}, headers={"Prefer": "respond-async"})
+        assert answer.status_code == 202 and answer.headers["preference-applied"] == "respond-async"
+        body = poll(client, answer.headers["location"], timeout_s=60)
+    assert body["status"] == "succeeded", body["error"]
+    assert body["progress"]["done"] == body["progress"]["total"] >= 1
+    result = SummaryResponse.model_validate(body["result"])
+    assert len(result.summary) >= 3
+    for sentence in result.summary:
+        for citation in sentence.citations:
+            assert result.document.text[citation.start : citation.end] == citation.quote
+
+
+def test_the_service_imports_without_the_redis_extra() -> None:
+    import subprocess
+    import sys
+
+    from tests.process_helpers import ROOT
+
+    # `pip install -e .` (no [redis] extra) must still serve the API and the SQLite worker.
+    code = "import sys; sys.modules['redis'] = sys.modules['arq'] = None; import service.api, service.worker"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -95,9 +95,8 @@ async def test_article_over_the_token_cap_is_413(seed_text: str) -> None:
 async def test_deadline_is_504_and_cancels_the_upstream_call(
     httpx_mock: HTTPXMock, llm_settings: Settings, seed_text: str
 ) -> None:
-    # One model slot: the second request waits for it, and that wait counts against its deadline too.
-    settings = llm_settings.model_copy(
-        update={"request_deadline_s": 0.3, "llm_timeout_s": 30.0, "max_inflight_llm_calls": 1}
+    holder_settings = llm_settings.model_copy(
+        update={"request_deadline_s": 1.0, "llm_timeout_s": 30.0, "max_inflight_llm_calls": 1}
     )
     started: list[asyncio.Task] = []
     cancelled: list[asyncio.Task] = []
@@ -114,15 +113,19 @@ async def test_deadline_is_504_and_cancels_the_upstream_call(
         return summary_reply(request)
 
     httpx_mock.add_callback(hang, url=CHAT_URL, is_reusable=True)
-    async with api(settings) as client:
+    async with api(holder_settings) as holder, api(holder_settings.model_copy(update={"request_deadline_s": 0.3})) as waiter:
         async with asyncio.timeout(10):  # the test itself never hangs
-            responses = await asyncio.gather(
-                *(client.post("/v1/summaries", json={"text": seed_text}) for _ in range(2))
-            )
-    for response in responses:
+            held = asyncio.create_task(holder.post("/v1/summaries", json={"text": seed_text}))
+            while not started:
+                await asyncio.sleep(0.01)
+            # The one model slot (per process) is taken: waiting for it counts against the deadline.
+            waited = await waiter.post("/v1/summaries", json={"text": seed_text})
+            assert not cancelled
+            timed_out = await held
+    for response in (waited, timed_out):
         assert response.status_code == 504 and response.headers["content-type"].startswith(PROBLEM)
         assert "deadline" in response.json()["detail"]
-    assert len(started) == 1, "the second request never got a model slot"
+    assert len(started) == 1, "the waiting request must not have reached the model"
     assert cancelled == started and started[0].done()
 
 

@@ -15,6 +15,7 @@
     selected: null, // index of the pinned summary sentence
     controller: null,
     timer: null,
+    tick: null, // redraws the progress line
     progressNote: "", // "2 of 5 chunks summarized" while a job runs
   };
 
@@ -153,12 +154,14 @@
       $("progress-text").textContent = `Summarizing and verifying…${note} ${seconds.toFixed(1)} s`;
     };
     tick();
+    state.tick = tick;
     state.timer = setInterval(tick, 200);
   }
 
   function stopProgress() {
     clearInterval(state.timer);
     state.timer = null;
+    state.tick = null;
     state.controller = null;
     $("progress").hidden = true;
     $("submit").disabled = false;
@@ -180,6 +183,9 @@
       if (job.status === "failed") {
         const error = job.error || {};
         return showError(error.title || "The summary failed", error.detail || "");
+      }
+      if (job.status !== "queued" && job.status !== "running") {
+        return showError("Unexpected job state", `The job at ${url} is "${job.status}".`);
       }
       await sleep(wait, signal);
       const response = await fetch(url, { headers: { Accept: "application/json" }, signal });
@@ -203,6 +209,7 @@
       state.progressNote = job.status === "queued" ? "Queued" : "";
     }
     if (job.attempts > 1) state.progressNote += ` (attempt ${job.attempts})`;
+    if (state.tick) state.tick();
   }
 
   function requestBody() {

@@ -1,0 +1,1 @@
+"""Benchmarks: citesum against LangChain on one simulated OpenAI-compatible model (`python -m bench`)."""

@@ -1,0 +1,101 @@
+"""`python -m bench [--quick]`: run every section side by side, write bench/results/latest.{json,md}.
+
+The last line printed is one JSON object with the headline numbers (see bench/report.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.harness import ServiceProcess, machine
+from bench.report import headline, markdown, verdicts
+from bench.sections import SECTIONS, Bench
+from tests.sim_llm import SimConfig, SimProcess
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _start_server(env: dict[str, str], log: Path) -> tuple[ServiceProcess | None, str | None]:
+    try:
+        return ServiceProcess(env, log).start(), None
+    except Exception as exc:  # the service may be mid-build: report, don't crash the other sections
+        tail = log.read_text(errors="replace")[-400:] if log.exists() else ""
+        return None, f"{exc} {tail}".strip()
+
+
+async def run_sections(bench: Bench, names: list[str]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for name in names:
+        started = time.perf_counter()
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        try:
+            results[name] = await SECTIONS[name](bench)
+        except Exception as exc:
+            traceback.print_exc()
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        results[name]["section_s"] = round(time.perf_counter() - started, 1)
+        print(f"[bench] {name} done in {results[name]['section_s']} s", file=sys.stderr, flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print the Markdown table, then the headline JSON as the last line."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (under three minutes)")
+    parser.add_argument("--only", action="append", choices=sorted(SECTIONS), help="run only these sections")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for latest.json and latest.md")
+    args = parser.parse_args(argv)
+    names = args.only or list(SECTIONS)
+    started = time.perf_counter()
+    command = "python -m bench" + (" --quick" if args.quick else "") + "".join(f" --only {n}" for n in args.only or [])
+
+    with tempfile.TemporaryDirectory(prefix="citesum-bench-") as tmp, SimProcess(SimConfig(seed=1)) as sim:
+        workdir = Path(tmp)
+        bench = Bench(quick=args.quick, sim=sim, workdir=workdir)
+        needs_llm = set(names) & {"overhead", "throughput", "faults", "cache_hit"}
+        if needs_llm:
+            bench.llm_server, bench.llm_server_error = _start_server(
+                {
+                    "OPENAI_BASE_URL": sim.base_url,
+                    "OPENAI_API_KEY": "sim",
+                    "CITESUM_JOB_DB_PATH": str(workdir / "jobs-llm.sqlite3"),
+                },
+                workdir / "server-llm.log",
+            )
+        try:
+            sections = asyncio.run(run_sections(bench, names))
+        finally:
+            if bench.llm_server is not None:
+                bench.llm_server.stop()
+
+    summary = headline(sections)
+    result = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command,
+        "machine": machine(),
+        "duration_s": round(time.perf_counter() - started, 1),
+        "summary": summary,
+        "verdicts": verdicts(summary),
+        "sections": sections,
+        "notes": bench.notes,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    table = markdown(result)
+    (args.out / "latest.md").write_text(table, encoding="utf-8")
+    print(table)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

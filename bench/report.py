@@ -1,0 +1,150 @@
+"""The benchmark's headline numbers, their targets, and a readable Markdown table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# key: (section, target description, check)
+TARGETS: dict[str, tuple[str, str, Any]] = {
+    "overhead_ratio_seed": ("overhead", "≤ 0.05", lambda v: v <= 0.05),
+    "overhead_ratio_long": ("overhead", "≤ 0.05", lambda v: v <= 0.05),
+    "long_wall_vs_langchain_map_reduce": ("long_input", "≤ 0.6", lambda v: v <= 0.6),
+    "long_prompt_tokens_vs_langchain_map_reduce": ("long_input", "≤ 1.0", lambda v: v <= 1.0),
+    "small_budget_wall_vs_langchain_map_reduce": ("long_input", "≤ 1.1", lambda v: v <= 1.1),
+    "small_budget_prompt_tokens_vs_langchain_map_reduce": ("long_input", "≤ 1.25", lambda v: v <= 1.25),
+    "throughput_ratio_c64": ("throughput", "≥ 0.9", lambda v: v >= 0.9),
+    "p99_over_single_c64": ("throughput", "≤ 2.0", lambda v: v <= 2.0),
+    "throughput_errors": ("throughput", "= 0", lambda v: v == 0),
+    "fault_recall": ("faults", "≥ 0.95", lambda v: v >= 0.95),
+    "clean_kept": ("faults", "≥ 0.95", lambda v: v >= 0.95),
+    "cache_hit_llm_calls": ("cache_hit", "= 0", lambda v: v == 0),
+    "peak_rss_mb": ("throughput", "(reported)", None),
+}
+_SOURCE_KEY = {"throughput_errors": "errors_total"}
+
+
+def headline(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The summary keys (None when their section was skipped or failed)."""
+    out: dict[str, Any] = {}
+    for key, (section, _, _) in TARGETS.items():
+        out[key] = sections.get(section, {}).get(_SOURCE_KEY.get(key, key))
+    return out
+
+
+def verdicts(values: dict[str, Any]) -> dict[str, str]:
+    """met / NOT met / n/a per target."""
+    out = {}
+    for key, (_, _, check) in TARGETS.items():
+        value = values.get(key)
+        if check is None or value is None:
+            out[key] = "n/a" if value is None else "—"
+        else:
+            out[key] = "met" if check(value) else "NOT met"
+    return out
+
+
+def _row(*cells: object) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The results as Markdown: targets first, then each section's table."""
+    m = result["machine"]
+    lines = [
+        "# citesum benchmark",
+        "",
+        f"{result['date']} · `{result['command']}` · {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, "
+        f"{m['os']}, Python {m['python']} · {result['duration_s']} s",
+        "",
+        "Simulated OpenAI-compatible model (tests/sim_llm.py) on loopback; tokens counted as chars/4 "
+        "on both sides. Ratios are measured side by side in this run.",
+        "",
+        "## Targets",
+        "",
+        _row("metric", "value", "target", "verdict"),
+        _row("---", "---", "---", "---"),
+    ]
+    for key, (_, target, _) in TARGETS.items():
+        lines.append(_row(key, result["summary"].get(key), target, result["verdicts"][key]))
+    sections = result["sections"]
+
+    def skipped(name: str) -> bool:
+        data = sections.get(name, {})
+        if "skipped" in data or "error" in data:
+            lines.extend(["", f"## {name}", "", f"{data.get('skipped') or data.get('error')}"])
+            return True
+        return False
+
+    if not skipped("overhead"):
+        lines += ["", "## 1. Service overhead (end-to-end minus LLM wait, POST /v1/summaries)", "",
+                  _row("input @ latency", "runs", "calls/req", "e2e p50 ms", "e2e p99 ms", "LLM wait p50 ms",
+                       "overhead p50 ms", "overhead p99 ms", "overhead/e2e p50"),
+                  _row(*["---"] * 9)]
+        for key, v in sections["overhead"].items():
+            if isinstance(v, dict):
+                lines.append(_row(key, v["runs"], v["llm_calls_per_request"], v["e2e_p50_ms"], v["e2e_p99_ms"],
+                                  v["llm_wait_p50_ms"], v["overhead_p50_ms"], v["overhead_p99_ms"],
+                                  v["overhead_ratio_p50"]))
+        lines += ["", "Pipeline's own timings_ms (p50) per case: " + "; ".join(
+            f"{key}: " + ", ".join(f"{k} {t}" for k, t in v.get("server_timings_p50_ms", {}).items())
+            for key, v in sections["overhead"].items() if isinstance(v, dict)) + "."]
+    if not skipped("long_input"):
+        s = sections["long_input"]
+        lines += ["", f"## 2. Long input ({s['input_words']} words, ~{s['input_tokens_chars_over_4']} tokens) "
+                  "at 400 ms + 20 ms/1k", "",
+                  _row("summarizer", "runs", "wall p50 s", "wall max s", "LLM calls", "prompt tokens",
+                       "completion tokens"),
+                  _row(*["---"] * 7)]
+        for key, v in s.items():
+            if isinstance(v, dict):
+                lines.append(_row(key, v["runs"], v["wall_p50_s"], v["wall_max_s"], v["llm_calls"],
+                                  v["prompt_tokens"], v["completion_tokens"]))
+    if not skipped("throughput"):
+        s = sections["throughput"]
+        lines += ["", "## 3. Throughput, seed article, 400 ms + 20 ms/1k (POST /v1/summaries)", "",
+                  _row("clients", "requests", "errors", "req/s", "ideal req/s", "ratio", "p50 ms", "p99 ms",
+                       "server CPU ms/req"),
+                  _row(*["---"] * 9)]
+        for key in ("c1", "c16", "c64"):
+            v = s[key]
+            lines.append(_row(v["clients"], v["requests"], v["errors"], v["rps"], v["ideal_rps"],
+                              v["throughput_ratio"], v["p50_ms"], v["p99_ms"], v["server_cpu_ms_per_request"]))
+        v = s.get("c64_llm_slots_64", {})
+        if "rps" in v:
+            lines.append(_row("64 (CITESUM_MAX_INFLIGHT_LLM_CALLS=64)", v["requests"], v["errors"], v["rps"],
+                              v["ideal_rps"], v["throughput_ratio"], v["p50_ms"], v["p99_ms"], ""))
+        lines.append("")
+        lines.append("Ideal req/s = clients / the simulated model's p50 latency for the seed prompt.")
+        lines.append("")
+        lines.append(f"Peak server RSS during this section: {s['peak_rss_mb']} MB.")
+    if not skipped("embedded_throughput"):
+        s = sections["embedded_throughput"]
+        lines += ["", "### Embedded default (no LLM), seed article", "",
+                  _row("clients", "requests", "errors", "req/s", "p50 ms", "p99 ms"), _row(*["---"] * 6)]
+        for v in (s[k] for k in ("c1", "c16")):
+            lines.append(_row(v["clients"], v["requests"], v["errors"], v["rps"], v["p50_ms"], v["p99_ms"]))
+    if not skipped("faults"):
+        s = sections["faults"]
+        lines += ["", f"## 4. Verifier end to end ({s['articles']} articles, content fault rate {s['fault_rate']}, "
+                  "policy drop)", "",
+                  _row("sentence kind", "caught / kept", "missed / dropped", "lost", "recall"),
+                  _row(*["---"] * 5)]
+        for kind, v in sorted(s["outcomes"].items()):
+            good = v.get("kept", 0) if kind == "clean" else v.get("caught", 0)
+            bad = v.get("dropped", 0) if kind == "clean" else v.get("missed", 0)
+            lines.append(_row(kind, good, bad, v.get("lost", 0), s["recall_by_kind"].get(kind, "")))
+        if s.get("examples_missed_or_dropped"):
+            lines += ["", "Missed faults / dropped clean sentences (first few):", ""]
+            lines += [f"- {e['kind']} {e['outcome']} ({e['detail']}): {e['text']}"
+                      for e in s["examples_missed_or_dropped"]]
+    if not skipped("cache_hit"):
+        s = sections["cache_hit"]
+        j = s["jobs"]
+        lines += ["", "## 6. Repeated request", "",
+                  f"POST /v1/jobs repeated {j['repeats']}×: {j['born_succeeded']} answered from cache, "
+                  f"{j['llm_calls']} LLM calls, POST p50 {j['post_p50_ms']} ms / p99 {j['post_p99_ms']} ms, "
+                  f"cache lookup p50 {j['cache_lookup_p50_ms']} ms. "
+                  f"POST /v1/summaries repeated once: {s['summaries_repeat']['llm_calls']} LLM calls."]
+    if result.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in result["notes"]]
+    return "\n".join(lines) + "\n"
