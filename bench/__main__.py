@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = args.only or list(SECTIONS)
     started = time.perf_counter()
+    load_before = os.getloadavg()[0]
     command = "python -m bench" + (" --quick" if args.quick else "") + "".join(f" --only {n}" for n in args.only or [])
 
     with tempfile.TemporaryDirectory(prefix="citesum-bench-") as tmp, SimProcess(SimConfig(seed=1)) as sim:
@@ -78,6 +80,23 @@ def main(argv: list[str] | None = None) -> int:
                 bench.llm_server.stop()
 
     summary = headline(sections)
+    load_after = os.getloadavg()[0]
+    cores = os.cpu_count() or 1
+    bench.notes.append(
+        f"Load average (1 min) {load_before:.1f} at start, {load_after:.1f} at end, on {cores} cores"
+        + (
+            ": other work shared the CPU, so latency and throughput are pessimistic."
+            if max(load_before, load_after) > cores
+            else "."
+        )
+    )
+    cpu = sections.get("throughput", {}).get("c64", {}).get("server_cpu_ms_per_request")
+    if cpu:
+        bench.notes.append(
+            f"The server spent {cpu} ms of CPU per seed request at 64 clients: one process tops out near "
+            f"{1000 / cpu:.0f} req/s on one core, while 64 clients at ~0.45 s need ~140 req/s "
+            f"(≤ {1000 / 140:.1f} ms CPU per request)."
+        )
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command,

@@ -76,75 +76,165 @@ def markdown(result: dict[str, Any]) -> str:
         return False
 
     if not skipped("overhead"):
-        lines += ["", "## 1. Service overhead (end-to-end minus LLM wait, POST /v1/summaries)", "",
-                  _row("input @ latency", "runs", "calls/req", "e2e p50 ms", "e2e p99 ms", "LLM wait p50 ms",
-                       "overhead p50 ms", "overhead p99 ms", "overhead/e2e p50"),
-                  _row(*["---"] * 9)]
+        lines += [
+            "",
+            "## 1. Service overhead (end-to-end minus LLM wait, POST /v1/summaries)",
+            "",
+            _row(
+                "input @ latency",
+                "runs",
+                "calls/req",
+                "e2e p50 ms",
+                "e2e p99 ms",
+                "LLM wait p50 ms",
+                "overhead p50 ms",
+                "overhead p99 ms",
+                "overhead/e2e p50",
+            ),
+            _row(*["---"] * 9),
+        ]
         for key, v in sections["overhead"].items():
             if isinstance(v, dict):
-                lines.append(_row(key, v["runs"], v["llm_calls_per_request"], v["e2e_p50_ms"], v["e2e_p99_ms"],
-                                  v["llm_wait_p50_ms"], v["overhead_p50_ms"], v["overhead_p99_ms"],
-                                  v["overhead_ratio_p50"]))
-        lines += ["", "Pipeline's own timings_ms (p50) per case: " + "; ".join(
-            f"{key}: " + ", ".join(f"{k} {t}" for k, t in v.get("server_timings_p50_ms", {}).items())
-            for key, v in sections["overhead"].items() if isinstance(v, dict)) + "."]
+                lines.append(
+                    _row(
+                        key,
+                        v["runs"],
+                        v["llm_calls_per_request"],
+                        v["e2e_p50_ms"],
+                        v["e2e_p99_ms"],
+                        v["llm_wait_p50_ms"],
+                        v["overhead_p50_ms"],
+                        v["overhead_p99_ms"],
+                        v["overhead_ratio_p50"],
+                    )
+                )
+        lines += [
+            "",
+            "Pipeline's own timings_ms (p50) per case: "
+            + "; ".join(
+                f"{key}: " + ", ".join(f"{k} {t}" for k, t in v.get("server_timings_p50_ms", {}).items())
+                for key, v in sections["overhead"].items()
+                if isinstance(v, dict)
+            )
+            + ".",
+        ]
     if not skipped("long_input"):
         s = sections["long_input"]
-        lines += ["", f"## 2. Long input ({s['input_words']} words, ~{s['input_tokens_chars_over_4']} tokens) "
-                  "at 400 ms + 20 ms/1k", "",
-                  _row("summarizer", "runs", "wall p50 s", "wall max s", "LLM calls", "prompt tokens",
-                       "completion tokens"),
-                  _row(*["---"] * 7)]
+        lines += [
+            "",
+            f"## 2. Long input ({s['input_words']} words, ~{s['input_tokens_chars_over_4']} tokens) "
+            "at 400 ms + 20 ms/1k",
+            "",
+            _row("summarizer", "runs", "wall p50 s", "wall max s", "LLM calls", "prompt tokens", "completion tokens"),
+            _row(*["---"] * 7),
+        ]
         for key, v in s.items():
             if isinstance(v, dict):
-                lines.append(_row(key, v["runs"], v["wall_p50_s"], v["wall_max_s"], v["llm_calls"],
-                                  v["prompt_tokens"], v["completion_tokens"]))
+                lines.append(
+                    _row(
+                        key,
+                        v["runs"],
+                        v["wall_p50_s"],
+                        v["wall_max_s"],
+                        v["llm_calls"],
+                        v["prompt_tokens"],
+                        v["completion_tokens"],
+                    )
+                )
     if not skipped("throughput"):
         s = sections["throughput"]
-        lines += ["", "## 3. Throughput, seed article, 400 ms + 20 ms/1k (POST /v1/summaries)", "",
-                  _row("clients", "requests", "errors", "req/s", "ideal req/s", "ratio", "p50 ms", "p99 ms",
-                       "server CPU ms/req"),
-                  _row(*["---"] * 9)]
+        lines += [
+            "",
+            "## 3. Throughput, seed article, 400 ms + 20 ms/1k (POST /v1/summaries)",
+            "",
+            _row(
+                "clients",
+                "requests",
+                "errors",
+                "req/s",
+                "ideal req/s",
+                "ratio",
+                "p50 ms",
+                "p99 ms",
+                "server CPU ms/req",
+            ),
+            _row(*["---"] * 9),
+        ]
         for key in ("c1", "c16", "c64"):
             v = s[key]
-            lines.append(_row(v["clients"], v["requests"], v["errors"], v["rps"], v["ideal_rps"],
-                              v["throughput_ratio"], v["p50_ms"], v["p99_ms"], v["server_cpu_ms_per_request"]))
+            lines.append(
+                _row(
+                    v["clients"],
+                    v["requests"],
+                    v["errors"],
+                    v["rps"],
+                    v["ideal_rps"],
+                    v["throughput_ratio"],
+                    v["p50_ms"],
+                    v["p99_ms"],
+                    v["server_cpu_ms_per_request"],
+                )
+            )
         v = s.get("c64_llm_slots_64", {})
         if "rps" in v:
-            lines.append(_row("64 (CITESUM_MAX_INFLIGHT_LLM_CALLS=64)", v["requests"], v["errors"], v["rps"],
-                              v["ideal_rps"], v["throughput_ratio"], v["p50_ms"], v["p99_ms"], ""))
+            lines.append(
+                _row(
+                    "64 (CITESUM_MAX_INFLIGHT_LLM_CALLS=64)",
+                    v["requests"],
+                    v["errors"],
+                    v["rps"],
+                    v["ideal_rps"],
+                    v["throughput_ratio"],
+                    v["p50_ms"],
+                    v["p99_ms"],
+                    "",
+                )
+            )
         lines.append("")
         lines.append("Ideal req/s = clients / the simulated model's p50 latency for the seed prompt.")
         lines.append("")
         lines.append(f"Peak server RSS during this section: {s['peak_rss_mb']} MB.")
     if not skipped("embedded_throughput"):
         s = sections["embedded_throughput"]
-        lines += ["", "### Embedded default (no LLM), seed article", "",
-                  _row("clients", "requests", "errors", "req/s", "p50 ms", "p99 ms"), _row(*["---"] * 6)]
+        lines += [
+            "",
+            "### Embedded default (no LLM), seed article",
+            "",
+            _row("clients", "requests", "errors", "req/s", "p50 ms", "p99 ms"),
+            _row(*["---"] * 6),
+        ]
         for v in (s[k] for k in ("c1", "c16")):
             lines.append(_row(v["clients"], v["requests"], v["errors"], v["rps"], v["p50_ms"], v["p99_ms"]))
     if not skipped("faults"):
         s = sections["faults"]
-        lines += ["", f"## 4. Verifier end to end ({s['articles']} articles, content fault rate {s['fault_rate']}, "
-                  "policy drop)", "",
-                  _row("sentence kind", "caught / kept", "missed / dropped", "lost", "recall"),
-                  _row(*["---"] * 5)]
+        lines += [
+            "",
+            f"## 4. Verifier end to end ({s['articles']} articles, content fault rate {s['fault_rate']}, policy drop)",
+            "",
+            _row("sentence kind", "caught / kept", "missed / dropped", "lost", "recall"),
+            _row(*["---"] * 5),
+        ]
         for kind, v in sorted(s["outcomes"].items()):
             good = v.get("kept", 0) if kind == "clean" else v.get("caught", 0)
             bad = v.get("dropped", 0) if kind == "clean" else v.get("missed", 0)
             lines.append(_row(kind, good, bad, v.get("lost", 0), s["recall_by_kind"].get(kind, "")))
         if s.get("examples_missed_or_dropped"):
             lines += ["", "Missed faults / dropped clean sentences (first few):", ""]
-            lines += [f"- {e['kind']} {e['outcome']} ({e['detail']}): {e['text']}"
-                      for e in s["examples_missed_or_dropped"]]
+            lines += [
+                f"- {e['kind']} {e['outcome']} ({e['detail']}): {e['text']}" for e in s["examples_missed_or_dropped"]
+            ]
     if not skipped("cache_hit"):
         s = sections["cache_hit"]
         j = s["jobs"]
-        lines += ["", "## 6. Repeated request", "",
-                  f"POST /v1/jobs repeated {j['repeats']}×: {j['born_succeeded']} answered from cache, "
-                  f"{j['llm_calls']} LLM calls, POST p50 {j['post_p50_ms']} ms / p99 {j['post_p99_ms']} ms, "
-                  f"cache lookup p50 {j['cache_lookup_p50_ms']} ms. "
-                  f"POST /v1/summaries repeated once: {s['summaries_repeat']['llm_calls']} LLM calls."]
+        lines += [
+            "",
+            "## 6. Repeated request",
+            "",
+            f"POST /v1/jobs repeated {j['repeats']}×: {j['born_succeeded']} answered from cache, "
+            f"{j['llm_calls']} LLM calls, POST p50 {j['post_p50_ms']} ms / p99 {j['post_p99_ms']} ms, "
+            f"cache lookup p50 {j['cache_lookup_p50_ms']} ms. "
+            f"POST /v1/summaries repeated once: {s['summaries_repeat']['llm_calls']} LLM calls.",
+        ]
     if result.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {note}" for note in result["notes"]]
     return "\n".join(lines) + "\n"

@@ -137,9 +137,7 @@ async def _citesum_long(base_url: str, text: str, **overrides: Any) -> dict[str,
     from service.schema import SummaryRequest
     from service.summarize import summarize_request
 
-    settings = Settings(
-        OPENAI_BASE_URL=base_url, OPENAI_API_KEY="sim", cache_enabled=False, **overrides
-    )
+    settings = Settings(OPENAI_BASE_URL=base_url, OPENAI_API_KEY="sim", cache_enabled=False, **overrides)
     llm = LLMClient(settings)
     try:
         started = time.perf_counter()
@@ -300,8 +298,11 @@ async def _throughput_with_env(
         run = await _load(server.url, clients, per_client, text)
         calls = bench.sim.calls()
         sim_latency = median([c["end"] - c["start"] for c in calls]) if calls else float("nan")
-        run.update(settings=env | {"OPENAI_API_KEY": "…"}, sim_latency_p50_ms=ms(sim_latency),
-                   ideal_rps=round(clients / sim_latency, 2))
+        run.update(
+            settings=env | {"OPENAI_API_KEY": "…"},
+            sim_latency_p50_ms=ms(sim_latency),
+            ideal_rps=round(clients / sim_latency, 2),
+        )
         run["throughput_ratio"] = round(run["rps"] / run["ideal_rps"], 4)
         return run
     finally:
@@ -418,8 +419,14 @@ async def faults(bench: Bench) -> dict[str, Any]:
             kind = sentence["fault"] or "clean"
             outcome = classify(sentence, kept, dropped)
             if outcome in ("missed", "dropped") and len(examples) < 12:
-                examples.append({"kind": kind, "outcome": outcome, "detail": sentence.get("detail", ""),
-                                 "text": sentence["text"][:240]})
+                examples.append(
+                    {
+                        "kind": kind,
+                        "outcome": outcome,
+                        "detail": sentence.get("detail", ""),
+                        "text": sentence["text"][:240],
+                    }
+                )
             outcomes.setdefault(kind, {}).setdefault(outcome, 0)
             outcomes[kind][outcome] += 1
     faulted = {k: v for k, v in outcomes.items() if k != "clean"}

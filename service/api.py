@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field
 
 from service import __version__, jobs_api, slack, web
 from service.auth import AccessMiddleware
+from service.cache import cached_summarize
 from service.config import Settings, get_settings
 from service.errors import UnsupportedContent
 from service.limits import InflightLimitMiddleware
@@ -111,7 +112,7 @@ def create_app(settings: Settings | None = None, llm: LLMClient | None = None) -
     # Outermost last: request id → metrics → access (401/429) → in-flight cap (503) → body cap (413).
     app.add_middleware(InflightLimitMiddleware, max_inflight=settings.max_inflight_requests)
     app.add_middleware(AccessMiddleware, settings=settings)
-    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(MetricsMiddleware, route_templates=lambda: list(app.openapi()["paths"]))
     app.add_middleware(RequestIdMiddleware)
     app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
 
@@ -132,7 +133,13 @@ def create_app(settings: Settings | None = None, llm: LLMClient | None = None) -
         if body.async_ or body.callback_url is not None or jobs_api.wants_async(request, body):
             return await jobs_api.accept_async_summary(request, body)
         plain = SummaryRequest.model_validate(body.model_dump(include=set(SummaryRequest.model_fields)))
-        return await summarize_request(plain, settings=settings, llm=llm)
+        jobs = getattr(request.app.state, "jobs", None)  # set by the jobs router's lifespan
+        response, hit = await cached_summarize(
+            plain, settings=settings, summarize=summarize_request, cache=jobs.cache if jobs else None, llm=llm
+        )
+        if hit:
+            request.state.cache_hit = True
+        return response
 
     app.include_router(jobs_api.router)
     app.include_router(slack.router)

@@ -29,7 +29,6 @@ FEATURE_NAMES: tuple[str, ...] = (
     "names_not_in_source",  # names that occur nowhere in the source (capped at 3)
     "numbers_not_in_source",  # numbers that occur nowhere in the source (capped at 2)
     "repeated_words",  # content lemmas the claim repeats (capped at 2): degenerate output
-    "names_only_combined",  # names found only by combining sentences, none holding them all (capped at 3)
 )
 
 
@@ -101,14 +100,6 @@ def _longest_run(claim: Analysis, evidence: Sequence[Analysis]) -> float:
 def _contains_phrase(evidence: Sequence[Analysis], phrase: tuple[str, ...]) -> bool:
     needle = " " + " ".join(phrase) + " "
     return any(needle in sentence.joined for sentence in evidence)
-
-
-def _names_only_combined(names: frozenset[str], evidence: Sequence[Analysis], missing: int) -> int:
-    # An entity swap often borrows a name from a neighbouring sentence ("... presented by Ian Wright").
-    if len(evidence) < 2 or not names:
-        return 0
-    fewest_absent = min(sum(1 for n in names if n not in s.tokens and n not in s.lemmas) for s in evidence)
-    return max(0, fewest_absent - missing)
 
 
 def claim_names(claim: Analysis, source: SourceVocabulary) -> frozenset[str]:
@@ -215,6 +206,5 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
         float(min(sum(1 for name in names if name not in source.words), 3)),
         float(min(len(claim.numbers - source.numbers), 2)),
         float(min(claim.repeated, 2)),
-        float(min(_names_only_combined(names, evidence, len(missing_names)), 3)),
     )
     return Comparison(values=values, problems=tuple(problems))

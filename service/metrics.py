@@ -5,13 +5,15 @@ No FastAPI import here: llm.py and breaker.py record into these collectors.
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.schema import SummaryResponse
@@ -98,8 +100,11 @@ def record_summary_verdicts(response: SummaryResponse) -> None:
 class MetricsMiddleware:
     """Counts and times every HTTP exchange by route template (never the raw path: ids would explode it)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, route_templates: Callable[[], list[str]] | None = None) -> None:
         self.app = app
+        # Names the route of requests refused before routing (401/429/503); read on first need.
+        self.route_templates = route_templates
+        self._compiled: list[tuple[str, re.Pattern[str]]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -119,8 +124,17 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             HTTP_IN_FLIGHT.dec()
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(scope.get("route"), "path", None) or self._template(scope)
             method = scope.get("method", "GET")
             HTTP_REQUESTS.labels(template, method, str(status)).inc()
             HTTP_LATENCY.labels(template, method).observe(time.perf_counter() - started)
+
+    def _template(self, scope: Scope) -> str:
+        if self._compiled is None:
+            try:
+                templates = self.route_templates() if self.route_templates else []
+            except Exception:  # a label is not worth failing a request over
+                templates = []
+            self._compiled = [(t, compile_path(t)[0]) for t in templates]
+        path = scope.get("path", "")
+        return next((t for t, regex in self._compiled if regex.fullmatch(path)), "unmatched")

@@ -20,11 +20,13 @@ CHAT_URL = f"{LLM_BASE_URL}/chat/completions"
 
 
 @pytest.fixture(autouse=True)
-def offline_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every test starts with no API key, no base URL, no CITESUM_* settings and no proxies."""
+def offline_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Every test starts with no API key, no base URL, no CITESUM_* settings, no proxies, and its own job store."""
     for name in list(os.environ):
         if name.startswith(("CITESUM_", "OPENAI_", "SLACK_")) or name.lower().endswith("_proxy") or name == "REDIS_URL":
             monkeypatch.delenv(name, raising=False)
+    # The job store and result cache are per test: no idempotency key or cached answer leaks between tests.
+    monkeypatch.setenv("CITESUM_JOB_DB_PATH", str(tmp_path / "jobs.sqlite3"))
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

@@ -318,9 +318,7 @@ def write_plain_summary(user_text: str, max_words: int = 50) -> str:
     ~70 tokens, the summary length behind the LangChain figures quoted in issue 5.
     """
     body = _LANGCHAIN_NOISE.sub(" ", user_text).strip().strip('"').strip()
-    sentences = [
-        s.strip() for line in body.splitlines() for s in _PLAIN_SENTENCE_END.split(line) if s.strip()
-    ]
+    sentences = [s.strip() for line in body.splitlines() for s in _PLAIN_SENTENCE_END.split(line) if s.strip()]
     if not sentences:
         return "Nothing to summarize."
     picked: list[int] = []
@@ -415,9 +413,7 @@ def _proper_names(texts: list[str]) -> set[str]:
     return {m.group() for t in texts for m in _mid_sentence_capitals(t) if m.group().lower() not in lower}
 
 
-def _faulted(
-    sentence: dict[str, Any], kind: str, text: str, citations: list[str], detail: str
-) -> dict[str, Any]:
+def _faulted(sentence: dict[str, Any], kind: str, text: str, citations: list[str], detail: str) -> dict[str, Any]:
     return {
         "text": text,
         "citations": list(citations),
@@ -590,8 +586,9 @@ def create_app(state: SimState) -> Starlette:
         if parsed.structured:
             entry["kind"] = "structured"
             rng = _rng(config, "content", key)
-            sentences = add_faults(write_summary(list(parsed.lines), parsed.max_sentences),
-                                   list(parsed.lines), config, rng)
+            sentences = add_faults(
+                write_summary(list(parsed.lines), parsed.max_sentences), list(parsed.lines), config, rng
+            )
             entry["sentences"] = sentences
             content = json.dumps(
                 {"sentences": [{"text": s["text"], "citations": s["citations"]} for s in sentences]},
@@ -686,8 +683,12 @@ class SimServer:
         sock = _bind_loopback()
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(self.state), log_level="warning", lifespan="off", access_log=False,
-            timeout_graceful_shutdown=1, backlog=2048,
+            create_app(self.state),
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=1,
+            backlog=2048,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -740,9 +741,10 @@ class SimProcess:
 
     def start(self) -> SimProcess:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.sim_llm", "--port", "0", "--config-json",
-             json.dumps(self.config.as_dict())],
-            stdout=subprocess.PIPE, text=True, cwd=_REPO_ROOT,
+            [sys.executable, "-m", "tests.sim_llm", "--port", "0", "--config-json", json.dumps(self.config.as_dict())],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=_REPO_ROOT,
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -799,8 +801,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fault-rate", type=float, default=0.0, help="content fault chance per sentence")
     parser.add_argument("--fault-kinds", default=",".join(CONTENT_FAULTS))
-    parser.add_argument("--transport", action="append", default=[], metavar="KIND=RATE",
-                        help=f"transport fault rate, repeatable; kinds: {', '.join(TRANSPORT_FAULTS)}")
+    parser.add_argument(
+        "--transport",
+        action="append",
+        default=[],
+        metavar="KIND=RATE",
+        help=f"transport fault rate, repeatable; kinds: {', '.join(TRANSPORT_FAULTS)}",
+    )
     parser.add_argument("--hang-s", type=float, default=30.0)
     parser.add_argument("--retry-after-s", type=float, default=1.0)
     parser.add_argument("--config-json", help="a full SimConfig as JSON (overrides the flags)")
@@ -810,10 +817,13 @@ def main(argv: list[str] | None = None) -> None:
     else:
         config = SimConfig().updated(
             {
-                "base_ms": args.base_ms, "ms_per_1k": args.ms_per_1k, "seed": args.seed,
+                "base_ms": args.base_ms,
+                "ms_per_1k": args.ms_per_1k,
+                "seed": args.seed,
                 "fault_rate": args.fault_rate,
                 "fault_kinds": tuple(k for k in args.fault_kinds.split(",") if k),
-                "transport_rates": _parse_rates(args.transport), "hang_s": args.hang_s,
+                "transport_rates": _parse_rates(args.transport),
+                "hang_s": args.hang_s,
                 "retry_after_s": args.retry_after_s,
             }
         )
@@ -821,8 +831,14 @@ def main(argv: list[str] | None = None) -> None:
     port = sock.getsockname()[1]
     print(f"simulated LLM listening on http://127.0.0.1:{port}/v1", flush=True)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(SimState(config)), log_level="warning", lifespan="off", access_log=False,
-                       timeout_graceful_shutdown=1, backlog=2048)
+        uvicorn.Config(
+            create_app(SimState(config)),
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=1,
+            backlog=2048,
+        )
     )
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[sock])

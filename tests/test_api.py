@@ -145,3 +145,23 @@ async def test_llm_garbage_is_502(httpx_mock: HTTPXMock, llm_settings: Settings,
     async with client:
         assert_problem(await client.post("/v1/summaries", json={"text": seed_text}), 502)
     await llm.aclose()
+
+
+async def test_a_repeated_request_is_served_from_cache_with_zero_llm_calls(
+    httpx_mock: HTTPXMock, llm_settings: Settings, seed_text: str, tmp_path
+) -> None:
+    from tests.conftest import cited
+
+    settings = llm_settings.model_copy(update={"job_db_path": str(tmp_path / "jobs.sqlite3")})
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited(("Two convoys of unmarked trucks were filmed.", []))))
+    llm = LLMClient(settings)
+    app = create_app(settings, llm=llm)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app), base_url="http://citesum.test"
+    ) as client:
+        first = (await client.post("/v1/summaries", json={"text": seed_text})).json()
+        second = (await client.post("/v1/summaries", json={"text": seed_text})).json()
+    await llm.aclose()
+    assert first["usage"]["llm_calls"] == 1 and second["usage"]["llm_calls"] == 0
+    assert second["summary"] == first["summary"] and "cache_ms" in second["timings_ms"]
+    assert len(httpx_mock.get_requests()) == 1

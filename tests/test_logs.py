@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from service.api import create_app
 from service.config import Settings
 from service.logs import REQUEST_ID, JsonFormatter, configure_logging
+from tests.process_helpers import free_port, service_env, start_api, start_service, stop, wait_for
 
 
 def record(message: str, *args: object, exc: bool = False) -> logging.LogRecord:
@@ -56,7 +58,7 @@ def test_configure_logging_picks_the_format(fmt: str, is_json: bool, capsys: pyt
     saved = (root.handlers[:], root.level)
     try:
         configure_logging(fmt, "INFO")  # type: ignore[arg-type]
-        logging.getLogger("uvicorn.error").info("started")
+        logging.getLogger("uvicorn.error").warning("started")
         err = capsys.readouterr().err.strip().splitlines()[-1]
     finally:
         root.handlers[:], _ = saved
@@ -64,4 +66,41 @@ def test_configure_logging_picks_the_format(fmt: str, is_json: bool, capsys: pyt
     if is_json:
         assert json.loads(err)["logger"] == "uvicorn.error"
     else:
-        assert "INFO uvicorn.error: started" in err
+        assert "WARNING uvicorn.error: started" in err
+
+
+def test_serve_logs_json_lines_with_request_ids_and_the_open_access_warning(tmp_path: Path) -> None:
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    env = service_env({"CITESUM_JOB_DB_PATH": str(tmp_path / "jobs.sqlite3"), "CITESUM_LOG_LEVEL": "INFO"})
+    process = start_api(port, env, log_path)
+    try:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 30, "the API to start")
+        response = httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"x-request-id": "trace-me-42"})
+        assert response.headers["x-request-id"] == "trace-me-42"
+        lines = wait_for(lambda: _json_lines(log_path, "trace-me-42"), 10, "the access log line")
+    finally:
+        stop(process)
+    entries = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert any("no API keys set" in e["message"] and e["level"] == "WARNING" for e in entries)
+    access = [e for e in entries if e.get("request_id") == "trace-me-42"]
+    assert access and access[0]["logger"] == "uvicorn.access" and "/healthz" in access[0]["message"]
+
+
+def test_serve_refuses_open_access_on_a_public_interface(tmp_path: Path) -> None:
+    env = service_env({"CITESUM_JOB_DB_PATH": str(tmp_path / "jobs.sqlite3")})
+    # Refused before anything binds, so no socket is ever opened on 0.0.0.0.
+    process = start_service(["serve", "--host", "0.0.0.0", "--port", str(free_port())], env, tmp_path / "log")
+    assert process.wait(timeout=60) == 2
+    assert "CITESUM_API_KEYS" in (tmp_path / "log").read_text(encoding="utf-8")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _json_lines(path: Path, needle: str) -> bool:
+    return path.exists() and needle in path.read_text(encoding="utf-8")

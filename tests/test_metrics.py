@@ -63,3 +63,12 @@ async def test_llm_calls_tokens_retries_and_reasks_are_counted(
     assert response.status_code == 200, response.text
     after = [sample(n, **labels) for n, labels in names]
     assert [a - b for a, b in zip(after, before, strict=True)] == [2, 1, 110, 22, 1, 1]
+
+
+async def test_requests_refused_before_routing_still_name_their_route() -> None:
+    app = create_app(Settings(api_keys="k"))
+    labels = {"route": "/v1/jobs/{job_id}", "method": "GET", "status": "401"}
+    before = sample("citesum_http_requests_total", **labels)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        assert (await client.get("/v1/jobs/abc")).status_code == 401
+    assert sample("citesum_http_requests_total", **labels) - before == 1

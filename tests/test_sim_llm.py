@@ -10,6 +10,7 @@ import time
 import httpx
 import openai
 import pytest
+
 from tests.sim_llm import (
     TRANSPORT_FAULTS,
     SimConfig,
@@ -53,9 +54,7 @@ _HTTP = httpx.Client()  # one client: building an SSL context per call costs ~10
 
 
 def post(sim: SimServer, messages: list[dict[str, str]], timeout: float = 10.0) -> httpx.Response:
-    return _HTTP.post(
-        f"{sim.base_url}/chat/completions", json={"model": "m", "messages": messages}, timeout=timeout
-    )
+    return _HTTP.post(f"{sim.base_url}/chat/completions", json={"model": "m", "messages": messages}, timeout=timeout)
 
 
 @pytest.fixture
@@ -172,14 +171,26 @@ def test_content_faults_occur_at_the_configured_rate_and_are_logged():
 @pytest.mark.parametrize(
     ("kind", "text", "check"),
     [
-        ("number", "The old bridge, built in 1931, carries 12,000 cars a day.",
-         lambda new: "1931" not in new or "12,000" not in new),
-        ("name", "Mayor Ana Torres said the bridge would cost 40 million dollars and open in 2027.",
-         lambda new: "Ana" not in new or "Torres" not in new),
-        ("negation", "Critics including councillor Mark Levin said the project was not needed.",
-         lambda new: "was needed" in new),
-        ("negation", "Residents will be able to comment on the design until March.",
-         lambda new: "will not be able" in new),
+        (
+            "number",
+            "The old bridge, built in 1931, carries 12,000 cars a day.",
+            lambda new: "1931" not in new or "12,000" not in new,
+        ),
+        (
+            "name",
+            "Mayor Ana Torres said the bridge would cost 40 million dollars and open in 2027.",
+            lambda new: "Ana" not in new or "Torres" not in new,
+        ),
+        (
+            "negation",
+            "Critics including councillor Mark Levin said the project was not needed.",
+            lambda new: "was needed" in new,
+        ),
+        (
+            "negation",
+            "Residents will be able to comment on the design until March.",
+            lambda new: "will not be able" in new,
+        ),
     ],
 )
 def test_inject_fault_changes_the_fact(kind, text, check):
