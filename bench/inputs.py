@@ -14,6 +14,13 @@ FACTUALITY_DEV = ROOT.parent / "shared" / "data" / "factuality" / "frank_summary
 LONG_INPUT_WORDS = 12_000
 
 
+def dev_data_missing() -> str | None:
+    """Why the dev articles cannot be read, or None when they can."""
+    if not FACTUALITY_DEV.is_file():
+        return f"dev articles not found at {FACTUALITY_DEV} (the long input and fault articles come from there)"
+    return None
+
+
 def seed_text() -> str:
     """The seed article (~1,600 tokens)."""
     return SEED_ARTICLE.read_text(encoding="utf-8")

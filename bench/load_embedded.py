@@ -1,11 +1,13 @@
 """Load: N concurrent clients against `python -m service serve` (embedded default) on 127.0.0.1.
 
-Run: .venv/bin/python -m bench.load_embedded --clients 64 --seconds 30 [--large-seconds 15]
+Run: .venv/bin/python -m bench.load_embedded --clients 64 --seconds 30 [--large-seconds 15] [--no-cache]
 
 Phase 1 posts the seed article in a closed loop; the optional phase 2 floods the server with large
 bodies (a 380k-character article, just under CITESUM_MAX_ARTICLE_CHARS, and 1.9 MB bodies that
 must be refused). Prints requests/s, p50/p99 latency, status counts (5xx counted apart) and the
-server's peak RSS, sampled with psutil every 100 ms (server process and its children).
+server's peak RSS, sampled with psutil every 100 ms (server process and its children). The result
+cache is on by default, so repeats of one article are cache hits; --no-cache makes every request
+summarize.
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ class RssSampler:
 async def closed_loop(base_url: str, clients: int, seconds: float, bodies: list[bytes]) -> dict[str, object]:
     """`clients` workers post bodies (round robin) back to back for `seconds`; latency and statuses."""
     latencies: list[float] = []
+    failures: list[str] = []
+    began = time.monotonic()
     statuses: Counter[str] = Counter()
     stop_at = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -91,9 +95,9 @@ async def closed_loop(base_url: str, clients: int, seconds: float, bodies: list[
                     statuses[str(response.status_code)] += 1
                 except httpx.HTTPError as exc:
                     statuses[type(exc).__name__] += 1
+                    failures.append(f"{time.monotonic() - began:.1f}s {type(exc).__name__}: {exc!r}"[:200])
                 latencies.append(time.perf_counter() - started)
 
-        began = time.monotonic()
         await asyncio.gather(*(worker(i) for i in range(clients)))
         elapsed = time.monotonic() - began
     latencies.sort()
@@ -107,10 +111,11 @@ async def closed_loop(base_url: str, clients: int, seconds: float, bodies: list[
         "statuses": dict(sorted(statuses.items())),
         "5xx": sum(v for k, v in statuses.items() if k.startswith("5")),
         "errors": sum(v for k, v in statuses.items() if not k.isdigit()),
+        "first_errors": failures[:5],
     }
 
 
-def start_server(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+def start_server(port: int, workdir: Path, *, cache: bool = True) -> subprocess.Popen[bytes]:
     """`python -m service serve` on 127.0.0.1 with the embedded default (no LLM variables)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CITESUM_", "SLACK_"))}
     env.update(
@@ -118,6 +123,8 @@ def start_server(port: int, workdir: Path) -> subprocess.Popen[bytes]:
         CITESUM_JOB_DB_PATH=str(workdir / "jobs.sqlite3"),
         CITESUM_LOG_LEVEL="WARNING",  # uvicorn's access log would cost more than the requests
     )
+    if not cache:
+        env["CITESUM_CACHE_ENABLED"] = "false"
     log = open(workdir / "server.log", "wb")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
         [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -151,17 +158,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--large-seconds", type=float, default=0, help="then flood with large bodies this long")
+    parser.add_argument("--no-cache", action="store_true", help="CITESUM_CACHE_ENABLED=false on the server")
     args = parser.parse_args(argv)
 
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="citesum-load-") as tmp:
-        server = start_server(port, Path(tmp))
+        server = start_server(port, Path(tmp), cache=not args.no_cache)
         try:
             wait_ready(base_url)
             sampler = RssSampler(server.pid).start()
             seed_body = json.dumps({"text": SEED.read_text(encoding="utf-8")}).encode()
-            report: dict[str, object] = {"clients": args.clients, "rss_mb_at_start": round(sampler.first / 2**20, 1)}
+            report: dict[str, object] = {
+                "clients": args.clients,
+                "cache": not args.no_cache,
+                "rss_mb_at_start": round(sampler.first / 2**20, 1),
+            }
             report["seed"] = asyncio.run(closed_loop(base_url, args.clients, args.seconds, [seed_body]))
             report["rss_mb_peak_seed"] = round(sampler.peak / 2**20, 1)
             if args.large_seconds > 0:
@@ -176,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+            log_lines = (Path(tmp) / "server.log").read_text(encoding="utf-8", errors="replace").splitlines()
+    report["server_log_warnings"] = [line[:300] for line in log_lines if '"INFO"' not in line][-10:]
     print(json.dumps(report, indent=2))
     failed = report["seed"]["5xx"] + report["seed"]["errors"]  # type: ignore[index, operator]
     if "large" in report:

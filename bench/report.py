@@ -69,7 +69,9 @@ def markdown(result: dict[str, Any]) -> str:
     sections = result["sections"]
 
     def skipped(name: str) -> bool:
-        data = sections.get(name, {})
+        if name not in sections:  # not run (--only)
+            return True
+        data = sections[name]
         if "skipped" in data or "error" in data:
             lines.extend(["", f"## {name}", "", f"{data.get('skipped') or data.get('error')}"])
             return True
@@ -225,15 +227,17 @@ def markdown(result: dict[str, Any]) -> str:
             ]
     if not skipped("cache_hit"):
         s = sections["cache_hit"]
-        j = s["jobs"]
+        j, r = s["jobs"], s["summaries_repeat"]
         lines += [
             "",
             "## 6. Repeated request",
             "",
             f"POST /v1/jobs repeated {j['repeats']}×: {j['born_succeeded']} answered from cache, "
-            f"{j['llm_calls']} LLM calls, POST p50 {j['post_p50_ms']} ms / p99 {j['post_p99_ms']} ms, "
-            f"cache lookup p50 {j['cache_lookup_p50_ms']} ms. "
-            f"POST /v1/summaries repeated once: {s['summaries_repeat']['llm_calls']} LLM calls.",
+            f"{j['llm_calls']} LLM calls, POST p50 {j['post_p50_ms']} ms / p99 {j['post_p99_ms']} ms.",
+            "",
+            f"POST /v1/summaries repeated {r['repeats']}×: {r['llm_calls']} LLM calls, "
+            f"e2e p50 {r['e2e_p50_ms']} ms / p99 {r['e2e_p99_ms']} ms, "
+            f"service time (timings_ms.total_ms) p50 {r['service_total_p50_ms']} ms.",
         ]
     if result.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {note}" for note in result["notes"]]

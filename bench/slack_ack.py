@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+import tempfile
 import time
 import urllib.parse
 from pathlib import Path
@@ -53,7 +54,12 @@ async def main(runs: int) -> None:
         return "ok"
 
     receiver_port, app_port = free_port(), free_port()
-    app = create_app(Settings(slack_signing_secret=SECRET, slack_response_hosts=["127.0.0.1"]))
+    # Each command runs as a job (SQLite in a temp dir); the result cache is off so every run summarizes.
+    job_db = Path(tempfile.mkdtemp(prefix="citesum-bench-")) / "jobs.sqlite3"
+    settings = Settings(
+        slack_signing_secret=SECRET, slack_response_hosts=["127.0.0.1"], job_db_path=str(job_db), cache_enabled=False
+    )
+    app = create_app(settings)
     if not any(getattr(route, "path", "") == "/slack/commands" for route in app.routes):
         app.include_router(router)
     servers = [

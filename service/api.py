@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -152,7 +153,7 @@ def create_app(settings: Settings | None = None, llm: LLMClient | None = None) -
 
     @app.get("/readyz", tags=["ops"])
     async def readyz(request: Request, settings: SettingsDep, llm: LLMClientDep) -> JSONResponse:
-        """Readiness: prompts load and the summarizer is chosen."""
+        """Readiness: prompts load, the summarizer is chosen, and the job store (SQLite, or Redis) answers."""
         checks: dict[str, str] = {}
         try:
             for name in available_prompts():
@@ -160,11 +161,20 @@ def create_app(settings: Settings | None = None, llm: LLMClient | None = None) -
             checks["prompts"] = "ok"
         except Exception as exc:  # a broken prompt file must show here, not on the first request
             checks["prompts"] = f"error: {exc}"
+        jobs = getattr(request.app.state, "jobs", None)  # absent only when the app runs without its lifespan
+        if jobs is not None:
+            try:  # one read of the store: the SQLite file, or a Redis round trip with REDIS_URL set
+                async with asyncio.timeout(2.0):
+                    await jobs.store.get("readyz-probe")
+                checks["job_store"] = "ok"
+            except Exception as exc:  # accepted work must be storable before traffic is sent here
+                checks["job_store"] = f"error: {type(exc).__name__}: {str(exc)[:200]}"
         ready = all(v == "ok" for v in checks.values())
         body = {
             "status": "ready" if ready else "not ready",
             "provider": "openai-compatible" if llm is not None else "embedded",
             "model": llm.model if llm is not None else "extractive",
+            "jobs": jobs.mode if jobs is not None else None,
             "checks": checks,
         }
         return JSONResponse(body, status_code=200 if ready else 503)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Any
 
 import httpx
@@ -28,6 +29,8 @@ from service.jobs import CallbackFormat, Job
 from service.schema import SummaryResponse
 
 log = logging.getLogger(__name__)
+
+RESPONSE_URL_VALID_S = 30 * 60  # Slack: a response_url takes 5 posts within 30 minutes of the command
 
 
 def check_callback_target(url: str | None, callback_format: CallbackFormat, settings: Settings) -> None:
@@ -63,8 +66,13 @@ def slack_message(job: Job) -> dict[str, Any]:
 
     if job.result is not None:
         return render_summary(SummaryResponse.model_validate(job.result), source_url=job.request.get("url"))
-    detail = (job.error or {}).get("detail", "the summary failed")
-    return render_error(f"Sorry, the summary failed: {detail}")
+    error = job.error or {}
+    if str(error.get("type", "")).endswith(("job-failed", "job-abandoned")) or "detail" not in error:
+        # Our own crash: its detail names an exception, which is for the logs, not for the channel.
+        reason = "Something went wrong on our side."
+    else:
+        reason = str(error["detail"])  # one of our errors (fetch refused, model down …): written for people
+    return render_error(reason, request_id=job.callback_options.get("request_id"))
 
 
 async def _deliver(job: Job, settings: Settings, client: httpx.AsyncClient | None) -> None:
@@ -80,10 +88,20 @@ async def _deliver(job: Job, settings: Settings, client: httpx.AsyncClient | Non
         if client is None:
             client = await stack.enter_async_context(httpx.AsyncClient(timeout=settings.slack_delivery_timeout_s))
         if job.callback_format == "slack_response_url":
+            # An error is never posted to the channel; a public summary is also copied to the incoming webhook.
             response_type = options.get("response_type", "ephemeral") if job.result is not None else "ephemeral"
+            message = slack_message(job)
+            valid_s = RESPONSE_URL_VALID_S - (time.time() - job.created_at) - 60  # a minute's margin
             await post_to_response_url(
-                client, job.callback_url or "", slack_message(job), settings=settings, response_type=response_type
+                client,
+                job.callback_url or "",
+                message,
+                settings=settings,
+                response_type=response_type,
+                deadline_s=max(valid_s, 1.0),
             )
+            if response_type == "in_channel" and settings.incoming_webhook_url:
+                await _mirror(client, job, message, settings)
         else:  # slack_chat
             await post_chat_message(
                 client,
@@ -103,4 +121,14 @@ async def send_callback(job: Job, *, settings: Settings, client: httpx.AsyncClie
     except (SummaryError, DeliveryError, httpx.HTTPError, KeyError) as exc:  # refused, DNS, HTTP answer
         log.warning("job %s: %s callback not delivered: %s", job.id, job.callback_format, exc)
         return str(exc) or type(exc).__name__
+    request_id = job.callback_options.get("request_id")
+    log.info("job %s: %s callback delivered request_id=%s", job.id, job.callback_format, request_id)
     return None
+
+
+async def _mirror(client: httpx.AsyncClient, job: Job, message: dict[str, Any], settings: Settings) -> None:
+    # Best effort: the user already has the summary; a broken mirror is logged, not the job's failure.
+    try:
+        await post_incoming_webhook(client, message, settings=settings)
+    except DeliveryError as exc:
+        log.error("job %s: incoming webhook copy not delivered: %s", job.id, exc)

@@ -82,6 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port or settings.port,
         log_level=settings.log_level.lower(),
         log_config=None,  # keep configure_logging's one handler (JSON by default)
+        timeout_keep_alive=settings.http_keep_alive_s,
     )
     return 0
 

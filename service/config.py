@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # Requests per minute per API key (per client IP when open). None: 120 with keys, off when open.
     rate_limit_per_minute: int | None = Field(default=None, ge=0)
     log_format: Literal["json", "text"] | None = None  # None: json for `serve`, text for the CLI
+    # Idle keep-alive before `serve` closes a connection; above clients' own idle expiry (httpx: 5 s),
+    # or a request sent on a connection just as the server closes it fails (seen under load at 5 s).
+    http_keep_alive_s: float = Field(default=65.0, gt=0)
     language_check: bool = True  # refuse articles that are not English with 422 (docs/hardening.md)
 
     # --- URL fetching -------------------------------------------------------------------------
@@ -118,10 +121,6 @@ class Settings(BaseSettings):
     slack_response_hosts: Annotated[list[str], NoDecode] = ["hooks.slack.com"]
     slack_response_type: Literal["in_channel", "ephemeral"] = "in_channel"
     slack_api_base_url: str = "https://slack.com/api"
-    slack_max_concurrency: int = Field(default=4, ge=1, le=64)
-    slack_max_pending: int = Field(default=32, ge=1, le=10_000)
-    # Keep ids longer than the 5-minute signature window, so a captured request can never run twice.
-    slack_dedupe_ttl_s: float = Field(default=900.0, ge=300.0)
     # Slack: a response_url is valid for 30 minutes and 5 uses.
     slack_delivery_attempts: int = Field(default=4, ge=1, le=5)
     slack_delivery_deadline_s: float = Field(default=1_500.0, gt=0, le=1_800.0)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from service.analysis import Analysis, is_dictionary_word, lemma_free, lexicon
 
-__all__ = ["FEATURE_NAMES", "Comparison", "SourceVocabulary", "compare"]
+__all__ = ["FEATURE_NAMES", "FEATURE_SIGNS", "Comparison", "SourceVocabulary", "compare"]
 
 # Order matters: the shipped weights in service/data/verifier.json are listed by these names.
 FEATURE_NAMES: tuple[str, ...] = (
@@ -29,6 +29,31 @@ FEATURE_NAMES: tuple[str, ...] = (
     "names_not_in_source",  # names that occur nowhere in the source (capped at 3)
     "numbers_not_in_source",  # numbers that occur nowhere in the source (capped at 2)
     "repeated_words",  # content lemmas the claim repeats (capped at 2): degenerate output
+)
+
+# The direction each weight may take when trained (+1: more of it never lowers the score; -1: never
+# raises it; 0: free). Keeps the learned model monotone in what a reader would expect.
+FEATURE_SIGNS: tuple[int, ...] = tuple(
+    {
+        "recall": 1,
+        "weighted_recall": 1,
+        "bigram_recall": 1,
+        "best_sentence_recall": 1,
+        "longest_run": 1,
+        "novel_in_source": -1,
+        "missing_numbers": -1,
+        "missing_names": -1,
+        "missing_quote": -1,
+        "negation_flip": -1,
+        "antonym_flip": -1,
+        "log_length": 0,
+        "evidence_sentences": 1,
+        "log_missing_content": -1,
+        "names_not_in_source": -1,
+        "numbers_not_in_source": -1,
+        "repeated_words": -1,
+    }[name]
+    for name in FEATURE_NAMES
 )
 
 
@@ -140,8 +165,9 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
     n = len(content)
     found = content & ev_content
     recall = len(found) / n if n else 1.0
-    total_weight = sum(_weight(w) for w in content)
-    weighted = sum(_weight(w) for w in found) / total_weight if total_weight else 1.0
+    # Summed in sorted order: set order varies between processes and float sums must not.
+    total_weight = sum(_weight(w) for w in sorted(content))
+    weighted = sum(_weight(w) for w in sorted(found)) / total_weight if total_weight else 1.0
     bigram_recall = len(claim.bigrams & ev_bigrams) / len(claim.bigrams) if claim.bigrams else recall
     best_sentence = max((len(content & s.content) / n for s in evidence), default=0.0) if n else 1.0
     novel = len(content - source.content) / n if n else 0.0

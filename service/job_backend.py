@@ -51,9 +51,9 @@ class JobBackend:
         """
         check_callback_target(callback_url, callback_format, self.settings)
         body = request.model_dump(mode="json", exclude_none=True)
-        fingerprint = request_fingerprint(
-            {"request": body, "callback": [callback_url, callback_format, callback_options or {}]}
-        )
+        # A request id only labels messages and logs; a retry of the same work arrives with a new one.
+        options = {k: v for k, v in (callback_options or {}).items() if k != "request_id"}
+        fingerprint = request_fingerprint({"request": body, "callback": [callback_url, callback_format, options]})
         job = Job(
             id=new_job_id(),
             max_attempts=self.settings.job_max_attempts,

@@ -15,6 +15,7 @@ from service.features import FEATURE_NAMES
 __all__ = ["VerifierModel", "load_model"]
 
 MODEL_FILE = "data/verifier.json"
+_LONGEST_RUN = FEATURE_NAMES.index("longest_run")
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,13 @@ class VerifierModel:
         return any(values[FEATURE_NAMES.index(name)] > 0 for name in self.veto)
 
     def score(self, values: Sequence[float]) -> float:
-        """Support score in [0, 1]; a vetoed claim is pushed below the threshold, keeping its order."""
-        p = self.probability(values)
-        return p * self.threshold * 0.5 if self.vetoed(values) else p
+        """Support score in [0, 1]: a vetoed claim is pushed below the threshold (keeping its order);
+        a claim found word for word inside one evidence sentence scores 1.0."""
+        if self.vetoed(values):
+            return self.probability(values) * self.threshold * 0.5
+        if values[_LONGEST_RUN] >= 1.0:
+            return 1.0
+        return self.probability(values)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object written to service/data/verifier.json."""

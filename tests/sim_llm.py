@@ -347,8 +347,11 @@ _NOT_NAMES = frozenset(
 _NEGATED = re.compile(r"\b(not|never|no longer)\s+", re.I)
 _CONTRACTED = re.compile(r"\b(did|does|do|is|are|was|were|has|have|had|could|would|should)n[’']t\b", re.I)
 _IRREGULAR_NEGATIVE = {"won't": "will", "won’t": "will", "can't": "can", "can’t": "can"}
+# Auxiliaries that take "not" right after them; has/have/had only before a participle, so that
+# "has a dog" never becomes "has not a dog".
 _AUXILIARY = re.compile(
-    r"\b(is|are|was|were|will|would|can|could|should|has|have|had|may|might|must|did|does|do)\b(?!\s+not)"
+    r"\b(is|are|was|were|will|would|can|could|should|may|might|must)\b(?!\s+not)"
+    r"|\b(has|have|had)\b(?=\s+(?:been|[a-z]+ed|[a-z]+en)\b)"
 )
 
 
@@ -453,7 +456,7 @@ def _flip_negation(text: str) -> str | None:
     if _NEGATED.search(text):
         return _NEGATED.sub("", text, count=1)
     if _AUXILIARY.search(text):
-        return _AUXILIARY.sub(lambda m: m.group(1) + " not", text, count=1)
+        return _AUXILIARY.sub(lambda m: m.group() + " not", text, count=1)
     return None
 
 

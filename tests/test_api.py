@@ -165,3 +165,20 @@ async def test_a_repeated_request_is_served_from_cache_with_zero_llm_calls(
     assert first["usage"]["llm_calls"] == 1 and second["usage"]["llm_calls"] == 0
     assert second["summary"] == first["summary"] and "cache_ms" in second["timings_ms"]
     assert len(httpx_mock.get_requests()) == 1
+
+
+async def test_readiness_checks_the_job_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(Settings())
+    transport = httpx.ASGITransport(app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        ready = await c.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"]["job_store"] == "ok" and ready.json()["jobs"] == "sqlite"
+
+        async def unreachable(job_id: str) -> None:
+            raise OSError("disk I/O error")
+
+        monkeypatch.setattr(app.state.jobs.store, "get", unreachable)
+        down = await c.get("/readyz")
+    assert down.status_code == 503 and down.json()["status"] == "not ready"
+    assert down.json()["checks"]["job_store"] == "error: OSError: disk I/O error"

@@ -18,10 +18,12 @@ from hypothesis import HealthCheck, settings
 from service.api import create_app
 from service.config import Settings
 
-_STATE = Path(tempfile.mkdtemp(prefix="citesum-fuzz-"))
+# Removed when the interpreter exits (TemporaryDirectory's finalizer). Built at import: schemathesis'
+# lazy fixture loader does not work with this pytest version.
+_STATE = tempfile.TemporaryDirectory(prefix="citesum-fuzz-")
 APP = create_app(
     Settings(
-        job_db_path=str(_STATE / "jobs.sqlite3"),
+        job_db_path=str(Path(_STATE.name) / "jobs.sqlite3"),
         embedded_worker=False,
         max_body_bytes=200_000,
         request_deadline_s=20,

@@ -78,7 +78,7 @@ def test_serve_logs_json_lines_with_request_ids_and_the_open_access_warning(tmp_
         wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 30, "the API to start")
         response = httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"x-request-id": "trace-me-42"})
         assert response.headers["x-request-id"] == "trace-me-42"
-        lines = wait_for(lambda: _json_lines(log_path, "trace-me-42"), 10, "the access log line")
+        wait_for(lambda: _json_lines(log_path, "trace-me-42"), 10, "the access log line")
     finally:
         stop(process)
     entries = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]

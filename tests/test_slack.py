@@ -1,4 +1,4 @@
-"""The chat routes: signed Slack requests in, an instant ack, the summary at the response_url or in a thread."""
+"""The chat routes: signed Slack requests in, an instant ack, the summary as a job, posted to the response_url or thread."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,21 +18,14 @@ from fastapi import FastAPI
 from pytest_httpx import HTTPXMock
 from slack_sdk.signature import SignatureVerifier
 
+from service import jobs_api
 from service.api import create_app
 from service.config import Settings
 from service.errors import LLMUnavailable
 from service.problems import install_problem_handlers
 from service.schema import SummaryRequest, SummaryResponse
 from service.signature import Clock
-from service.slack import (
-    BackgroundWork,
-    MemoryDedupeStore,
-    SlackRuntime,
-    get_slack_runtime,
-    get_slack_summarizer,
-    parse_text,
-    router,
-)
+from service.slack import get_slack_clock, parse_text, router
 from tests.test_render_slack import assert_valid_block_kit, make_response
 
 SECRET = "test-signing-secret"
@@ -46,7 +41,7 @@ class FixedClock(Clock):
 
 
 class FakeSummarizer:
-    """Records calls; can wait on a gate (a slow LLM) or raise (a failing one)."""
+    """The jobs' summarize entry point: records calls; can wait on a gate (a slow LLM) or raise (a failing one)."""
 
     def __init__(self, response: SummaryResponse | None = None, error: Exception | None = None) -> None:
         self.response = response or make_response(
@@ -64,7 +59,7 @@ class FakeSummarizer:
         self.started = asyncio.Event()
         self.finished = False
 
-    async def __call__(self, request: SummaryRequest) -> SummaryResponse:
+    async def __call__(self, request: SummaryRequest, *, settings: Settings, **_: Any) -> SummaryResponse:
         self.calls.append(request)
         self.started.set()
         if self.gate is not None:
@@ -76,7 +71,11 @@ class FakeSummarizer:
 
 
 def make_settings(**changes: Any) -> Settings:
-    """Test settings: signed Slack, a bot token, instant retries, a second allowed host (Mattermost)."""
+    """Test settings: signed Slack, a bot token, instant retries, a second allowed host (Mattermost).
+
+    The result cache is off so that every job's summarizer call shows; the job store is the test's own
+    SQLite file (conftest sets CITESUM_JOB_DB_PATH).
+    """
     values: dict[str, Any] = {
         "slack_signing_secret": SECRET,
         "slack_bot_token": "xoxb-test",
@@ -84,6 +83,8 @@ def make_settings(**changes: Any) -> Settings:
         "slack_delivery_backoff_initial_s": 0.0,
         "slack_delivery_backoff_max_s": 0.0,
         "slack_response_hosts": ["hooks.slack.com", "mm.example.org"],
+        "cache_enabled": False,
+        "job_retry_backoff_s": 0.0,
     }
     return Settings(**{**values, **changes})
 
@@ -98,33 +99,54 @@ def summarizer() -> FakeSummarizer:
     return FakeSummarizer()
 
 
-@pytest.fixture
-def runtime(settings: Settings) -> SlackRuntime:
-    return SlackRuntime(
-        work=BackgroundWork(settings.slack_max_concurrency, settings.slack_max_pending),
-        seen=MemoryDedupeStore(settings.slack_dedupe_ttl_s),
-        clock=FixedClock(),
-    )
-
-
-def make_app(settings: Settings, summarizer: FakeSummarizer, runtime: SlackRuntime) -> FastAPI:
+def make_app(settings: Settings, summarizer: FakeSummarizer, *, jobs: bool = True) -> FastAPI:
+    """The chat routes with the job system (SQLite store, in-process worker) running the fake summarizer."""
     app = FastAPI()
     app.state.settings = settings
+    app.state.job_summarizer = summarizer
     install_problem_handlers(app)
+    if jobs:
+        app.include_router(jobs_api.router)
     app.include_router(router)
-    app.dependency_overrides[get_slack_summarizer] = lambda: summarizer
-    app.dependency_overrides[get_slack_runtime] = lambda: runtime
+    app.dependency_overrides[get_slack_clock] = FixedClock
     return app
 
 
-@pytest.fixture
-async def client(
-    settings: Settings, summarizer: FakeSummarizer, runtime: SlackRuntime
-) -> AsyncIterator[httpx.AsyncClient]:
-    app = make_app(settings, summarizer, runtime)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+@asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan running (the job backend and worker), and a client for it."""
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://x") as client:
         yield client
-    await runtime.work.drain(timeout=5)
+
+
+@pytest.fixture
+def app(settings: Settings, summarizer: FakeSummarizer) -> FastAPI:
+    return make_app(settings, summarizer)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(app) as client:
+        yield client
+
+
+async def job_statuses(app: FastAPI) -> list[str]:
+    """The status of every job in the app's store, oldest first."""
+    store = app.state.jobs.store
+    rows = await store.db.run(lambda conn: conn.execute("SELECT status FROM jobs ORDER BY created_at").fetchall())
+    return [row["status"] for row in rows]
+
+
+async def settle(app: FastAPI, timeout_s: float = 10.0) -> list[str]:
+    """Wait until every job has finished (its callback is sent before it is recorded finished)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        statuses = await job_statuses(app)
+        if all(status in ("succeeded", "failed") for status in statuses):
+            return statuses
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"jobs still unfinished: {await job_statuses(app)}")
 
 
 def sign(body: bytes, *, secret: str = SECRET, timestamp: int = NOW) -> dict[str, str]:
@@ -169,14 +191,14 @@ def posted(httpx_mock: HTTPXMock, url: str) -> list[dict[str, Any]]:
 
 
 async def test_signed_command_is_acked_and_summary_arrives_at_response_url(
-    client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer, runtime: SlackRuntime
+    app: FastAPI, client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer
 ) -> None:
     httpx_mock.add_response(url=RESPONSE_URL, text="ok")
     response = await post_command(client, command_body(f"<{ARTICLE_URL}>"))
     assert response.status_code == 200
     ack = response.json()
     assert ack["response_type"] == "ephemeral" and "Summarizing" in ack["text"]
-    await runtime.work.drain(timeout=5)
+    assert await settle(app) == ["succeeded"]
 
     assert [str(call.url) for call in summarizer.calls] == [ARTICLE_URL]
     (message,) = posted(httpx_mock, RESPONSE_URL)
@@ -189,7 +211,7 @@ async def test_signed_command_is_acked_and_summary_arrives_at_response_url(
 
 
 async def test_ack_returns_before_a_slow_summary_is_done(
-    client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer, runtime: SlackRuntime
+    app: FastAPI, client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer
 ) -> None:
     summarizer.gate = asyncio.Event()
     httpx_mock.add_response(url=RESPONSE_URL, text="ok")
@@ -197,34 +219,37 @@ async def test_ack_returns_before_a_slow_summary_is_done(
     assert response.status_code == 200 and "Summarizing" in response.json()["text"]
     await asyncio.wait_for(summarizer.started.wait(), timeout=5)
     assert not summarizer.finished and httpx_mock.get_requests() == []
-    assert runtime.work.pending == 1
+    assert await job_statuses(app) == ["running"]  # accepted, stored, and being worked on
 
     summarizer.gate.set()
-    await runtime.work.drain(timeout=5)
+    await settle(app)
     assert summarizer.finished and len(posted(httpx_mock, RESPONSE_URL)) == 1
 
 
 async def test_a_failing_summary_reaches_the_user_as_an_ephemeral_message(
-    client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer, runtime: SlackRuntime
+    app: FastAPI, client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer
 ) -> None:
     summarizer.error = LLMUnavailable("the language model is unavailable after 4 attempts; try again later")
     httpx_mock.add_response(url=RESPONSE_URL, text="ok")
     await post_command(client, command_body("--public " + ARTICLE_URL))
-    await runtime.work.drain(timeout=5)
+    assert await settle(app) == ["failed"]
+    assert len(summarizer.calls) == 3  # upstream trouble is retried (CITESUM_JOB_MAX_ATTEMPTS), told once
     (message,) = posted(httpx_mock, RESPONSE_URL)
     assert message["response_type"] == "ephemeral"  # an error is never posted to the channel
     assert "couldn't summarize" in message["text"] and "unavailable after 4 attempts" in message["text"]
+    assert "request id" in json.dumps(message["blocks"])
 
 
 async def test_an_unexpected_crash_still_tells_the_user(
-    client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer, runtime: SlackRuntime
+    app: FastAPI, client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer
 ) -> None:
     summarizer.error = RuntimeError("boom")
     httpx_mock.add_response(url=RESPONSE_URL, text="ok")
     await post_command(client, command_body(ARTICLE_URL))
-    await runtime.work.drain(timeout=5)
+    await settle(app)
     (message,) = posted(httpx_mock, RESPONSE_URL)
     assert "Something went wrong" in message["text"] and "boom" not in json.dumps(message)
+    assert message["response_type"] == "ephemeral"
     assert "request id" in json.dumps(message["blocks"])
 
 
@@ -240,9 +265,9 @@ async def test_an_unexpected_crash_still_tells_the_user(
     ids=["unsigned", "forged", "stale", "changed-body", "junk-timestamp"],
 )
 async def test_unsigned_forged_or_stale_commands_get_401_and_no_work(
+    app: FastAPI,
     client: httpx.AsyncClient,
     summarizer: FakeSummarizer,
-    runtime: SlackRuntime,
     caplog: pytest.LogCaptureFixture,
     make_headers: Any,
     reason: str,
@@ -255,22 +280,23 @@ async def test_unsigned_forged_or_stale_commands_get_401_and_no_work(
     problem = response.json()
     assert problem["status"] == 401 and reason in problem["detail"] and problem["request_id"]
     assert any("refused" in r.getMessage() and reason in r.getMessage() for r in caplog.records)
-    assert runtime.work.pending == 0 and summarizer.calls == []
+    assert await job_statuses(app) == [] and summarizer.calls == []
 
 
-async def test_no_signing_secret_refuses_everything(summarizer: FakeSummarizer, runtime: SlackRuntime) -> None:
-    app = make_app(Settings(), summarizer, runtime)  # SLACK_SIGNING_SECRET unset
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+async def test_no_signing_secret_refuses_everything(summarizer: FakeSummarizer) -> None:
+    app = make_app(make_settings(slack_signing_secret=None), summarizer)  # SLACK_SIGNING_SECRET unset
+    async with serving(app) as client:
         body = command_body(ARTICLE_URL)
         response = await post_command(client, body)
         assert response.status_code == 401 and "SLACK_SIGNING_SECRET" in response.json()["detail"]
         event = await post_event(client, {"type": "url_verification", "challenge": "abc"})
         assert event.status_code == 401
+        assert await job_statuses(app) == []
     assert summarizer.calls == []
 
 
 async def test_a_replayed_or_retried_command_runs_once(
-    client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer, runtime: SlackRuntime
+    app: FastAPI, client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer
 ) -> None:
     httpx_mock.add_response(url=RESPONSE_URL, text="ok")
     body = command_body(ARTICLE_URL)
@@ -278,22 +304,45 @@ async def test_a_replayed_or_retried_command_runs_once(
     replay = await post_command(client, body, {**sign(body), "X-Slack-Retry-Num": "1"})
     assert first.status_code == replay.status_code == 200
     assert "Already working" in replay.json()["text"]
-    await runtime.work.drain(timeout=5)
+    assert await settle(app) == ["succeeded"]  # one job for both
+    late = await post_command(client, body, {**sign(body), "X-Slack-Retry-Num": "2"})  # after it is done, too
+    assert "Already working" in late.json()["text"]
+    await settle(app)
     assert len(summarizer.calls) == 1 and len(posted(httpx_mock, RESPONSE_URL)) == 1
 
     httpx_mock.add_response(url=RESPONSE_URL, text="ok")  # a new invocation (new trigger_id) runs again
     await post_command(client, command_body(ARTICLE_URL, trigger_id="789.000.def"))
-    await runtime.work.drain(timeout=5)
+    assert await settle(app) == ["succeeded", "succeeded"]
     assert len(summarizer.calls) == 2
 
 
+async def test_a_retry_after_a_restart_maps_to_the_same_job(
+    settings: Settings, httpx_mock: HTTPXMock, summarizer: FakeSummarizer
+) -> None:
+    httpx_mock.add_response(url=RESPONSE_URL, text="ok")
+    body = command_body(ARTICLE_URL)
+    first_app = make_app(settings, summarizer)
+    async with serving(first_app) as client:
+        assert "Summarizing" in (await post_command(client, body)).json()["text"]
+        await settle(first_app)
+    # The process is gone; a new one opens the same job store and gets Slack's retry of the same command.
+    second_app = make_app(settings, summarizer)
+    async with serving(second_app) as client:
+        retry = await post_command(client, body, {**sign(body), "X-Slack-Retry-Num": "1"})
+        assert await settle(second_app) == ["succeeded"]
+    assert retry.status_code == 200 and "Already working" in retry.json()["text"]
+    assert len(summarizer.calls) == 1 and len(posted(httpx_mock, RESPONSE_URL)) == 1
+
+
 @pytest.mark.parametrize("text", ["", "   ", "help", "HELP", "--public", "--loud https://x.example"])
-async def test_help_and_empty_text_get_help(client: httpx.AsyncClient, summarizer: FakeSummarizer, text: str) -> None:
+async def test_help_and_empty_text_get_help(
+    app: FastAPI, client: httpx.AsyncClient, summarizer: FakeSummarizer, text: str
+) -> None:
     response = await post_command(client, command_body(text))
     assert response.status_code == 200
     message = response.json()
     assert message["response_type"] == "ephemeral" and "/summarize" in message["text"]
-    assert summarizer.calls == []
+    assert summarizer.calls == [] and await job_statuses(app) == []
     if text.startswith("--loud"):
         assert "Unknown option --loud" in message["text"]
 
@@ -304,35 +353,33 @@ async def test_help_and_empty_text_get_help(client: httpx.AsyncClient, summarize
      ("", "ephemeral", "ephemeral")],
 )  # fmt: skip
 async def test_visibility_setting_and_flags(
-    httpx_mock: HTTPXMock, settings: Settings, summarizer: FakeSummarizer, runtime: SlackRuntime,
-    flag: str, default: str, expected: str,
-) -> None:  # fmt: skip
-    settings = make_settings(slack_response_type=default)
+    httpx_mock: HTTPXMock, summarizer: FakeSummarizer, flag: str, default: str, expected: str
+) -> None:
+    app = make_app(make_settings(slack_response_type=default), summarizer)
     httpx_mock.add_response(url=RESPONSE_URL, text="ok")
-    app = make_app(settings, summarizer, runtime)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+    async with serving(app) as client:
         await post_command(client, command_body(flag + ARTICLE_URL))
-    await runtime.work.drain(timeout=5)
+        await settle(app)
     assert posted(httpx_mock, RESPONSE_URL)[0]["response_type"] == expected
 
 
 async def test_policy_flag_and_pasted_text_reach_the_pipeline(
-    client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer, runtime: SlackRuntime
+    app: FastAPI, client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer
 ) -> None:
     httpx_mock.add_response(url=RESPONSE_URL, text="ok")
     article = "Minsk &amp; Moscow signed a treaty in 1999. " * 10
     await post_command(client, command_body("--flag " + article))
-    await runtime.work.drain(timeout=5)
+    await settle(app)
     (call,) = summarizer.calls
     assert call.policy == "flag" and call.url is None and call.text.startswith("Minsk & Moscow signed")
 
 
 async def test_response_url_outside_the_allow_list_is_refused(
-    client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer
+    app: FastAPI, client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer
 ) -> None:
     response = await post_command(client, command_body(ARTICLE_URL, response_url="https://evil.example.com/steal"))
     assert response.status_code == 200 and "can't reply" in response.json()["text"]
-    assert summarizer.calls == [] and httpx_mock.get_requests() == []
+    assert summarizer.calls == [] and httpx_mock.get_requests() == [] and await job_statuses(app) == []
 
 
 async def test_an_invalid_link_gets_help_not_an_error(client: httpx.AsyncClient, summarizer: FakeSummarizer) -> None:
@@ -340,33 +387,45 @@ async def test_an_invalid_link_gets_help_not_an_error(client: httpx.AsyncClient,
     assert response.status_code == 200 and summarizer.calls == []
 
 
-async def test_too_much_pending_work_is_refused_politely(
+async def test_concurrency_is_bounded_and_excess_work_waits_in_the_queue(
+    httpx_mock: HTTPXMock, summarizer: FakeSummarizer
+) -> None:
+    app = make_app(make_settings(job_concurrency=1), summarizer)
+    summarizer.gate = asyncio.Event()
+    httpx_mock.add_response(url=RESPONSE_URL, text="ok", is_reusable=True)
+    async with serving(app) as client:
+        first = await post_command(client, command_body(ARTICLE_URL))
+        second = await post_command(client, command_body(ARTICLE_URL, trigger_id="second"))
+        assert "Summarizing" in first.json()["text"] and "Summarizing" in second.json()["text"]
+        await asyncio.wait_for(summarizer.started.wait(), timeout=5)
+        assert sorted(await job_statuses(app)) == ["queued", "running"] and len(summarizer.calls) == 1
+        summarizer.gate.set()
+        assert await settle(app) == ["succeeded", "succeeded"]
+    assert len(summarizer.calls) == 2 and len(posted(httpx_mock, RESPONSE_URL)) == 2
+
+
+async def test_without_the_job_system_the_user_is_told_not_left_waiting(
     httpx_mock: HTTPXMock, settings: Settings, summarizer: FakeSummarizer
 ) -> None:
-    runtime = SlackRuntime(work=BackgroundWork(1, 1), seen=MemoryDedupeStore(900), clock=FixedClock())
-    summarizer.gate = asyncio.Event()
-    httpx_mock.add_response(url=RESPONSE_URL, text="ok")
-    app = make_app(settings, summarizer, runtime)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
-        await post_command(client, command_body(ARTICLE_URL))
-        busy = await post_command(client, command_body(ARTICLE_URL, trigger_id="second"))
-    assert "Too many summaries" in busy.json()["text"]
-    summarizer.gate.set()
-    await runtime.work.drain(timeout=5)
-    assert len(summarizer.calls) == 1
+    app = make_app(settings, summarizer, jobs=False)  # an app built without the jobs router
+    async with serving(app) as client:
+        response = await post_command(client, command_body(ARTICLE_URL))
+        event = await post_event(client, mention(f"<@UBOT> {ARTICLE_URL}"))
+    assert response.status_code == 200 and "unavailable right now" in response.json()["text"]
+    assert event.status_code == 200 and event.json()["ignored"] == "job system unavailable"
+    assert summarizer.calls == [] and httpx_mock.get_requests() == []
 
 
 async def test_public_summaries_are_mirrored_to_the_incoming_webhook(
-    httpx_mock: HTTPXMock, settings: Settings, summarizer: FakeSummarizer, runtime: SlackRuntime
+    httpx_mock: HTTPXMock, summarizer: FakeSummarizer
 ) -> None:
-    settings = make_settings(incoming_webhook_url="https://mm.example.org/hooks/abc")
+    app = make_app(make_settings(incoming_webhook_url="https://mm.example.org/hooks/abc"), summarizer)
     httpx_mock.add_response(url=RESPONSE_URL, text="ok", is_reusable=True)
     httpx_mock.add_response(url="https://mm.example.org/hooks/abc", text="ok")
-    app = make_app(settings, summarizer, runtime)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+    async with serving(app) as client:
         await post_command(client, command_body("--public " + ARTICLE_URL))
         await post_command(client, command_body("--private " + ARTICLE_URL, trigger_id="private-one"))
-    await runtime.work.drain(timeout=5)
+        await settle(app)
     (mirrored,) = posted(httpx_mock, "https://mm.example.org/hooks/abc")  # the private one is not copied
     assert "response_type" not in mirrored and "Putin has three options" in mirrored["text"]
 
@@ -374,16 +433,14 @@ async def test_public_summaries_are_mirrored_to_the_incoming_webhook(
 # --- Mattermost ------------------------------------------------------------------------------
 
 
-async def test_mattermost_command_with_token(
-    httpx_mock: HTTPXMock, settings: Settings, summarizer: FakeSummarizer, runtime: SlackRuntime
-) -> None:
-    settings = make_settings(mattermost_token="mm-token", slack_signing_secret=None)
+async def test_mattermost_command_with_token(httpx_mock: HTTPXMock, summarizer: FakeSummarizer) -> None:
+    app = make_app(make_settings(mattermost_token="mm-token", slack_signing_secret=None), summarizer)
     mm_url = "https://mm.example.org/hooks/commands/xyz"
     httpx_mock.add_response(url=mm_url, text="ok")
-    app = make_app(settings, summarizer, runtime)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+    async with serving(app) as client:
         form = {"token": "mm-token", "text": ARTICLE_URL, "response_url": mm_url, "trigger_id": "t1"}
         ok = await client.post("/mattermost/commands", data=form)
+        again = await client.post("/mattermost/commands", data=form)  # a re-sent command: the same job
         wrong = await client.post("/mattermost/commands", data={**form, "token": "nope", "trigger_id": "t2"})
         header = await client.post(
             "/mattermost/commands",
@@ -391,9 +448,10 @@ async def test_mattermost_command_with_token(
             headers={"Authorization": "Token nope"},
         )
         slack = await post_command(client, command_body(ARTICLE_URL))  # the Slack door stays shut
+        assert await settle(app) == ["succeeded"]
     assert ok.status_code == 200 and "Summarizing" in ok.json()["text"]
+    assert "Already working" in again.json()["text"]
     assert wrong.status_code == header.status_code == slack.status_code == 401
-    await runtime.work.drain(timeout=5)
     assert len(summarizer.calls) == 1 and len(posted(httpx_mock, mm_url)) == 1
 
 
@@ -421,12 +479,12 @@ async def test_unsigned_event_is_refused(client: httpx.AsyncClient, summarizer: 
 
 
 async def test_mention_with_a_link_gets_a_thread_reply(
-    client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer, runtime: SlackRuntime
+    app: FastAPI, client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer
 ) -> None:
     httpx_mock.add_response(url=POST_MESSAGE_URL, json={"ok": True, "ts": "1700000001.000200"})
     response = await post_event(client, mention(f"<@UBOT> summarize <{ARTICLE_URL}|news.example.com>"))
     assert response.status_code == 200
-    await runtime.work.drain(timeout=5)
+    assert await settle(app) == ["succeeded"]
     assert [str(call.url) for call in summarizer.calls] == [ARTICLE_URL]
     (reply,) = posted(httpx_mock, POST_MESSAGE_URL)
     assert reply["channel"] == "C1" and reply["thread_ts"] == "1700000000.000100"
@@ -436,44 +494,45 @@ async def test_mention_with_a_link_gets_a_thread_reply(
 
 
 async def test_a_mention_inside_a_thread_replies_in_that_thread(
-    client: httpx.AsyncClient, httpx_mock: HTTPXMock, runtime: SlackRuntime
+    app: FastAPI, client: httpx.AsyncClient, httpx_mock: HTTPXMock
 ) -> None:
     httpx_mock.add_response(url=POST_MESSAGE_URL, json={"ok": True})
     await post_event(client, mention(f"<@UBOT> {ARTICLE_URL}", thread_ts="1699999999.000001"))
-    await runtime.work.drain(timeout=5)
+    await settle(app)
     assert posted(httpx_mock, POST_MESSAGE_URL)[0]["thread_ts"] == "1699999999.000001"
 
 
 async def test_direct_message_gets_a_reply_and_failures_are_reported(
-    client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer, runtime: SlackRuntime
+    app: FastAPI, client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer
 ) -> None:
     summarizer.error = LLMUnavailable("the language model is unavailable")
     httpx_mock.add_response(url=POST_MESSAGE_URL, json={"ok": True})
     payload = mention(ARTICLE_URL, event_id="Ev2", type="message", channel_type="im", channel="D1")
     await post_event(client, payload)
-    await runtime.work.drain(timeout=5)
+    assert await settle(app) == ["failed"]
     (reply,) = posted(httpx_mock, POST_MESSAGE_URL)
     assert reply["channel"] == "D1" and "unavailable" in reply["text"]
 
 
 async def test_empty_mention_gets_help_in_the_thread(
-    client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer, runtime: SlackRuntime
+    app: FastAPI, client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer
 ) -> None:
     httpx_mock.add_response(url=POST_MESSAGE_URL, json={"ok": True})
     await post_event(client, mention("<@UBOT>"))
-    await runtime.work.drain(timeout=5)
-    assert summarizer.calls == [] and "--public" in posted(httpx_mock, POST_MESSAGE_URL)[0]["text"]
+    assert summarizer.calls == [] and await job_statuses(app) == []  # no summary, so no job
+    (reply,) = posted(httpx_mock, POST_MESSAGE_URL)
+    assert "--public" in reply["text"] and reply["thread_ts"] == "1700000000.000100"
 
 
 async def test_a_retried_event_is_acked_and_processed_once(
-    client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer, runtime: SlackRuntime
+    app: FastAPI, client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer
 ) -> None:
     httpx_mock.add_response(url=POST_MESSAGE_URL, json={"ok": True})
     payload = mention(f"<@UBOT> {ARTICLE_URL}", event_id="EvRetry")
     first = await post_event(client, payload)
     retry = await post_event(client, payload, **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
     assert first.status_code == retry.status_code == 200 and retry.json()["duplicate"] is True
-    await runtime.work.drain(timeout=5)
+    assert await settle(app) == ["succeeded"]
     assert len(summarizer.calls) == 1 and len(posted(httpx_mock, POST_MESSAGE_URL)) == 1
 
 
@@ -487,11 +546,11 @@ async def test_a_retried_event_is_acked_and_processed_once(
     ],
 )
 async def test_other_events_are_acked_and_ignored(
-    client: httpx.AsyncClient, summarizer: FakeSummarizer, runtime: SlackRuntime, event: dict[str, str]
+    app: FastAPI, client: httpx.AsyncClient, summarizer: FakeSummarizer, event: dict[str, str]
 ) -> None:
     response = await post_event(client, mention(ARTICLE_URL, event_id="Ev-" + "-".join(event.values()), **event))
     assert response.status_code == 200 and "ignored" in response.json()
-    assert runtime.work.pending == 0 and summarizer.calls == []
+    assert await job_statuses(app) == [] and summarizer.calls == []
 
 
 @pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b"", b"\xff\xfe"])
@@ -505,12 +564,11 @@ async def test_junk_event_bodies_never_500(client: httpx.AsyncClient, body: byte
     assert response.headers["content-type"] == "application/problem+json"
 
 
-async def test_events_without_a_bot_token_are_acked_but_skipped(
-    settings: Settings, summarizer: FakeSummarizer, runtime: SlackRuntime
-) -> None:
-    app = make_app(make_settings(slack_bot_token=None), summarizer, runtime)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+async def test_events_without_a_bot_token_are_acked_but_skipped(summarizer: FakeSummarizer) -> None:
+    app = make_app(make_settings(slack_bot_token=None), summarizer)
+    async with serving(app) as client:
         response = await post_event(client, mention(f"<@UBOT> {ARTICLE_URL}"))
+        assert await job_statuses(app) == []
     assert response.status_code == 200 and summarizer.calls == []
 
 
@@ -546,50 +604,20 @@ def test_parse_text(
     )  # fmt: skip
 
 
-async def test_dedupe_store_forgets_after_the_ttl() -> None:
-    now = [0.0]
-    store = MemoryDedupeStore(ttl_s=300, clock=lambda: now[0], max_keys=2)
-    assert await store.first_seen("a") and not await store.first_seen("a")
-    now[0] = 301
-    assert await store.first_seen("a")
-    assert await store.first_seen("b") and await store.first_seen("c")
-    assert await store.first_seen("a")  # the size cap forgot the oldest
-
-
-async def test_background_work_is_bounded_and_tracked() -> None:
-    work = BackgroundWork(concurrency=2, max_pending=10)
-    gate, running, peak = asyncio.Event(), [0], [0]
-
-    async def job() -> None:
-        running[0] += 1
-        peak[0] = max(peak[0], running[0])
-        await gate.wait()
-        running[0] -= 1
-
-    for i in range(5):
-        assert work.start(job(), request_id=f"r{i}")
-    for _ in range(20):
-        await asyncio.sleep(0)  # let every task reach the semaphore
-    assert peak[0] == 2 and work.pending == 5
-    gate.set()
-    await work.drain(timeout=5)
-    assert work.pending == 0 and peak[0] == 2
-
-
 # --- end to end: the seed article through /summarize on the embedded default (no LLM) ----------
 
 
 async def test_seed_article_through_summarize_end_to_end(
-    httpx_mock: HTTPXMock, settings: Settings, runtime: SlackRuntime, seed_text: str
+    httpx_mock: HTTPXMock, settings: Settings, seed_text: str
 ) -> None:
-    app = create_app(settings)  # the whole service, no LLM configured: the embedded default
-    app.dependency_overrides[get_slack_runtime] = lambda: runtime  # the real summarizer: no override
+    app = create_app(settings)  # the whole service, no LLM configured: the embedded default, run as a job
+    app.dependency_overrides[get_slack_clock] = FixedClock
     httpx_mock.add_response(url=RESPONSE_URL, text="ok")
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+    async with serving(app) as client:
         ack = await post_command(client, command_body("--public " + seed_text))
-    assert ack.status_code == 200 and "Summarizing the pasted text" in ack.json()["text"]
-    assert ack.headers["x-request-id"]  # the app's middleware; the same id is in every log line of the work
-    await runtime.work.drain(timeout=60)
+        assert ack.status_code == 200 and "Summarizing the pasted text" in ack.json()["text"]
+        assert ack.headers["x-request-id"]  # the app's middleware; the job's callback log line carries it
+        assert await settle(app, timeout_s=60) == ["succeeded"]
 
     (message,) = posted(httpx_mock, RESPONSE_URL)
     assert message["response_type"] == "in_channel"
@@ -603,20 +631,3 @@ async def test_seed_article_through_summarize_end_to_end(
         assert evidence and all(re.match(r">\[\d+\] _s\d+_: ", line) for line in evidence)  # evidence by id
     assert "Putin Has No Good Options" in message["blocks"][0]["text"]["text"]
     assert "embedded" in json.dumps(message["blocks"][-1])
-
-
-async def test_background_work_waits_for_the_ack_to_be_sent() -> None:
-    work = BackgroundWork(concurrency=1, max_pending=1)
-    acked, ran = asyncio.Event(), []
-
-    async def job() -> None:
-        ran.append(True)
-
-    assert work.start(job(), request_id="r1", after=acked)
-    for _ in range(20):
-        await asyncio.sleep(0)
-    assert ran == [] and work.pending == 1
-    assert not work.start(job(), request_id="r2")  # max_pending reached: refused, coroutine closed
-    acked.set()
-    await work.drain(timeout=5)
-    assert ran == [True] and work.pending == 0

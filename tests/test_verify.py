@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.segment import segment
 from service.verify import DEFAULT_THRESHOLD, SourceIndex, Verification, verify_claim
@@ -115,10 +117,14 @@ def test_multi_sentence_evidence_is_combined(index: SourceIndex) -> None:
 
 
 def test_threshold_override_changes_only_the_verdict(index: SourceIndex) -> None:
-    sentence_id, text = sentence_with(index, "400km")
-    strict = verify_claim(text, [sentence_id], index, threshold=1.0)
-    default = verify_claim(text, [sentence_id], index)
-    assert strict.score == default.score and strict.verdict == "unsupported"
+    sentence_id, _ = sentence_with(index, "too risky, even for Putin")
+    claim = "Baunov said using force against a friendly population may be too risky for Putin."
+    default = verify_claim(claim, [sentence_id], index)
+    assert 0.0 < default.score < 1.0
+    lenient = verify_claim(claim, [sentence_id], index, threshold=max(0.0, default.score - 0.01))
+    strict = verify_claim(claim, [sentence_id], index, threshold=min(1.0, default.score + 0.01))
+    assert lenient.score == default.score and lenient.verdict == "supported"
+    assert strict.verdict == "unsupported"
     assert 0.0 < DEFAULT_THRESHOLD < 1.0
 
 
@@ -132,3 +138,22 @@ def test_is_deterministic(index: SourceIndex) -> None:
     sentence_id, text = sentence_with(index, "did not give any evidence")
     claim = text.replace("did not give any evidence", "gave evidence")
     assert len({repr(verify_claim(claim, [sentence_id], index)) for _ in range(3)}) == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(claim=st.text(max_size=300), cited=st.lists(st.sampled_from(["s1", "s5", "s12", "x", ""]), max_size=4))
+def test_any_text_gets_a_valid_verification(index: SourceIndex, claim: str, cited: list[str]) -> None:
+    result = verify_claim(claim, cited, index)
+    assert result.verdict in ("supported", "unsupported")
+    assert 0.0 <= result.score <= 1.0
+    assert all(e in index.by_id for e in result.evidence_ids)
+    assert (result.reason is None) == (result.verdict == "supported")
+
+
+@settings(max_examples=30, deadline=None)
+@given(words=st.lists(st.sampled_from(["Putin", "400km", "not", "“quoted words here”", "Baunov", "the",
+                                       "never", "August", "16", "convoys", "n't", "Ünïcödé", "\u2019s"]),
+                      max_size=30))
+def test_word_soup_never_crashes(index: SourceIndex, words: list[str]) -> None:
+    result = verify_claim(" ".join(words), ["s12"], index)
+    assert 0.0 <= result.score <= 1.0
