@@ -98,6 +98,8 @@ def address_refusal(address: IPAddress) -> str | None:
         (address.is_unspecified, "an unspecified address"),
         (address.is_link_local, "a link-local address"),
         (address.is_multicast, "a multicast address"),
+        # fec0::/10 is deprecated but still routed inside some networks; Python does not call it private.
+        (isinstance(address, ipaddress.IPv6Address) and address.is_site_local, "a site-local address"),
         (isinstance(address, ipaddress.IPv4Address) and address in _CGNAT, "a shared (CGNAT) address"),
         (address.is_reserved, "a reserved address"),
         (address.is_private, "a private address"),

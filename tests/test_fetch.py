@@ -79,6 +79,11 @@ REFUSED = [
     ("http://127。0。0。1/", "127.0.0.1 is a loopback address", "127.0.0.1"),
     ("http://[::ffff:127.0.0.1%25eth0]/", "an IPv6 form of 127.0.0.1", "::ffff:127.0.0.1%25eth0"),
     (" HTTP://127.0.0.1/ ", "127.0.0.1 is a loopback address", "127.0.0.1"),
+    ("http://[fec0::1]/", "fec0::1 is a site-local address", "fec0::1"),
+    ("http://[::127.0.0.1]/", "::7f00:1 is a reserved address", "::127.0.0.1"),
+    ("http://0/", "0.0.0.0 is an unspecified address", "0.0.0.0"),
+    ("http://127.000.000.001/", "127.0.0.1 is a loopback address", "127.0.0.1"),
+    ("http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/", "is a private address", "2001:0:4136:e378:8000:63bf:3fff:fdd2"),
 ]
 
 
