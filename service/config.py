@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     # --- chunking -----------------------------------------------------------------------------
     # 0 means "derive from the model's context window" (see chunking.chunk_budget).
     chunk_tokens: int = Field(default=0, ge=0)
-    map_concurrency: int = Field(default=4, ge=1, le=64)
+    map_concurrency: int = Field(default=8, ge=1, le=64)
 
     # --- retries and timeouts (tenacity owns transport retries; the openai client's are 0) ----
     llm_timeout_s: float = Field(default=60.0, gt=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import nupunkt
 
@@ -22,6 +23,16 @@ def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
 def segment(text: str) -> list[Sentence]:
     """Split `text` into sentences `s1, s2, ...`; `text[s.start:s.end] == s.text` for each.
 
+    Ingest's checks and the pipeline both segment the same text; the result is cached (sentences
+    are frozen, and each caller gets its own list).
+    """
+    return list(_segment_cached(text))
+
+
+@lru_cache(maxsize=16)
+def _segment_cached(text: str) -> tuple[Sentence, ...]:
+    """Split `text` into sentences (see `segment`).
+
     Lines are split first (a sentence never crosses a line break: news pages put captions,
     headings and pull quotes on lines of their own), then sentences within each line.
     """
@@ -36,4 +47,4 @@ def segment(text: str) -> list[Sentence]:
                 sentences.append(
                     Sentence(id=f"s{len(sentences) + 1}", start=start, end=end, text=text[start:end])
                 )
-    return sentences
+    return tuple(sentences)

@@ -232,7 +232,10 @@ def citation_for(sentence: Sentence) -> Citation:
     return Citation(sentence_id=sentence.id, start=sentence.start, end=sentence.end, quote=sentence.text)
 
 
-def _segment_and_index(text: str) -> tuple[list[Sentence], SourceIndex]:
+def _prepare(text: str, settings: Settings) -> tuple[list[Sentence], SourceIndex]:
+    """Check the article's size and language, then segment and index it."""
+    check_article_tokens(text, settings)  # 413 (limits.py); chars are capped in ingest
+    check_language(text, settings)  # 422 unless English (language.py)
     sentences = segment(text)
     if not sentences:
         raise UnprocessableArticle("the article has no sentences to summarize")
@@ -267,13 +270,9 @@ async def summarize_document(
 ) -> SummaryResponse:
     """Segment, draft, verify and apply the policy to an ingested document."""
     timings = timings if timings is not None else {}
+    # CPU-bound steps run on a worker thread so the event loop keeps answering (acks, health checks).
     started = time.perf_counter()
-    check_article_tokens(document.text, settings)  # 413 (limits.py); chars are capped in ingest
-    check_language(document.text, settings)  # 422 unless English (language.py)
-    sentences = segment(document.text)
-    if not sentences:
-        raise UnprocessableArticle("the article has no sentences to summarize")
-    index = SourceIndex(sentences)
+    sentences, index = await asyncio.to_thread(_prepare, document.text, settings)
     timings["segment_ms"] = _ms_since(started)
 
     run = Run()
