@@ -54,6 +54,11 @@ _NOT = re.compile(r"\s?n't\b", re.IGNORECASE)
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+(?:'[^\W\d_]+)?")
 _NUMBER = re.compile(r"\d+(?:[.,]\d{3})*(?:\.\d+)?")
 _CAPITALISED = re.compile(r"(?<![^\W\d_])[^\W\d_a-z][^\W_]*(?:'[^\W\d_]+)?")
+_MONTH_ABBREVIATIONS = {
+    "jan": "january", "feb": "february", "mar": "march", "apr": "april", "jun": "june", "jul": "july",
+    "aug": "august", "sep": "september", "sept": "september", "oct": "october", "nov": "november",
+    "dec": "december",
+}
 _QUOTE = re.compile(r"[\"\u201c\u201d\u201e](.+?)[\"\u201c\u201d\u201e]")
 
 
@@ -119,6 +124,7 @@ def _names(text: str, stopwords: frozenset[str]) -> set[str]:
         if not word[0].isupper():  # the pattern only rules out ASCII lower case
             continue
         lower = lemma_free(word)
+        lower = _MONTH_ABBREVIATIONS.get(lower, lower)  # "Aug." and "August" are one name
         if lower in stopwords or len(lower) < 2:
             continue
         at = match.start() - 1

@@ -127,6 +127,17 @@ def _contains_phrase(evidence: Sequence[Analysis], phrase: tuple[str, ...]) -> b
     return any(needle in sentence.joined for sentence in evidence)
 
 
+def _as_written(claim: Analysis, value: str) -> str:
+    # "number 'first' not in evidence" reads better than "number 1 not in evidence".
+    words = lexicon().number_words
+    for token, canonical in zip(claim.tokens, claim.lemmas, strict=True):
+        if token in words and f"{words[token]:g}" == value:
+            return f"'{token}'"
+        if canonical == value:
+            return value
+    return value
+
+
 def claim_names(claim: Analysis, source: SourceVocabulary) -> frozenset[str]:
     """Names in the claim; a claim with no capitals borrows them from the source or the dictionary."""
     if not claim.lowercased:
@@ -175,7 +186,7 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
     problems: list[str] = []
     missing_numbers = sorted(claim.numbers - ev_numbers)
     for number in missing_numbers[:1]:
-        problems.append(f"number {number} not in evidence")
+        problems.append(f"number {_as_written(claim, number)} not in evidence")
     names = claim_names(claim, source)
     absent = {name for name in names if name not in ev_tokens and name not in ev_lemmas}
     # Report names in the order the claim uses them ("Yekaterina Schulmann" → Yekaterina first).

@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from service.analysis import Analysis, analyze
-from service.features import Comparison, SourceVocabulary, compare
+from service.features import FEATURE_NAMES, Comparison, SourceVocabulary, compare
 from service.schema import Sentence
 from service.scoring import VerifierModel, load_model
 
 __all__ = ["DEFAULT_THRESHOLD", "SourceIndex", "Verification", "verify_claim", "warm_up"]
 
 DEFAULT_THRESHOLD: float = load_model().threshold
+_RECALL = FEATURE_NAMES.index("recall")
 
 
 def warm_up() -> None:
@@ -58,7 +59,8 @@ class _Scored:
 
 def _score(claim: Analysis, positions: Sequence[int], index: SourceIndex, model: VerifierModel) -> _Scored:
     comparison = compare(claim, [index.analyses[p] for p in positions], index.vocabulary)
-    return _Scored(tuple(positions), model.score(comparison.values), comparison)
+    # Rounded before any comparison with the threshold, so the reported score never contradicts the verdict.
+    return _Scored(tuple(positions), round(model.score(comparison.values), 4), comparison)
 
 
 def candidate_evidence(
@@ -125,6 +127,26 @@ def _reason(scored: _Scored | None, claim: Analysis, index: SourceIndex, cited_u
     return "wording departs too far from evidence"
 
 
+# Share of the claim's content words the cited sentences must hold for them to count as "related".
+RELATED_RECALL = 0.5
+
+
+def _launders(cited: _Scored | None, found: _Scored) -> bool:
+    """True when re-citing would hide a fault rather than fix a citation.
+
+    Re-citation exists for citations that point at the wrong place. When the model's own citation is
+    related (it holds most of the claim's words) but contradicts the claim on a hard fact (a name,
+    number, negation or quotation), evidence that keeps the cited sentence and adds another one that
+    happens to hold the changed fact is a swap stitched together, not support: "Baunov said X"
+    rewritten as "Schulmann said X" must not pass because Schulmann is quoted elsewhere.
+    """
+    if cited is None or not cited.comparison.problems:
+        return False
+    if cited.comparison.values[_RECALL] < RELATED_RECALL:
+        return False
+    return bool(set(found.positions) & set(cited.positions))
+
+
 def verify_claim(
     claim: str, cited_ids: list[str], index: SourceIndex, *, threshold: float | None = None
 ) -> Verification:
@@ -143,23 +165,25 @@ def verify_claim(
             positions.append(p)
     cited = _score(analysed, positions, index, model) if positions else None
     if cited is not None and cited.score >= limit:
-        return Verification("supported", round(cited.score, 4), [index.sentences[p].id for p in positions])
+        return Verification("supported", cited.score, [index.sentences[p].id for p in positions])
 
     found = _search(analysed, index, model)
+    if found is not None and _launders(cited, found):
+        found = None
     if found is not None and found.score >= limit:
         ids = [index.sentences[p].id for p in found.positions]
-        return Verification("supported", round(found.score, 4), ids, recited=ids != [
+        return Verification("supported", found.score, ids, recited=ids != [
             index.sentences[p].id for p in positions])
 
     if cited is not None:
         # The claim's own words barely appear in what it cites: say so rather than nit-pick.
-        unrelated = cited.comparison.values[0] < 0.34 and (found is None or found.positions != cited.positions)
+        unrelated = cited.comparison.values[_RECALL] < 0.34 and (found is None or found.positions != cited.positions)
         return Verification(
-            "unsupported", round(cited.score, 4), [index.sentences[p].id for p in positions],
+            "unsupported", cited.score, [index.sentences[p].id for p in positions],
             reason=_reason(cited, analysed, index, unrelated),
         )
     ids = [index.sentences[p].id for p in found.positions] if found is not None else []
     return Verification(
-        "unsupported", round(found.score, 4) if found is not None else 0.0, ids,
+        "unsupported", found.score if found is not None else 0.0, ids,
         recited=bool(ids), reason=_reason(found, analysed, index, False),
     )

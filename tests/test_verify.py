@@ -41,6 +41,9 @@ EDITS = [
     ("negation added to a plain statement", "The leaders held two phone calls",
      ("The leaders held two phone calls", "The leaders never held two phone calls"),
      "unsupported", "negation differs from evidence: 'never held'"),
+    ("number word changed", "The leaders held two phone calls", ("two phone calls", "three phone calls"),
+     "unsupported", "number 'three' not in evidence"),
+    ("abbreviated month", "On August 15", ("August 15", "Aug. 15"), "supported", None),
     ("quotation changed", "It would change the mind of the population",
      ("change the mind of the population", "change the heart of the nation"),
      "unsupported", "quotation not in evidence"),
@@ -157,3 +160,25 @@ def test_any_text_gets_a_valid_verification(index: SourceIndex, claim: str, cite
 def test_word_soup_never_crashes(index: SourceIndex, words: list[str]) -> None:
     result = verify_claim(" ".join(words), ["s12"], index)
     assert 0.0 <= result.score <= 1.0
+
+
+def test_a_swapped_name_is_not_rescued_by_stitching_in_another_sentence(seed_text: str) -> None:
+    """The cited sentence holds the claim's facts but another speaker's name: re-citing it together
+    with a sentence that merely mentions the swapped-in name must not turn the swap into support."""
+    import asyncio
+
+    from service.config import Settings
+    from service.ingest import ingest
+    from service.schema import SummaryRequest
+    from service.segment import segment as split
+
+    document = asyncio.run(ingest(SummaryRequest(text=seed_text), Settings()))
+    sentences = split(document.text)
+    index = SourceIndex(sentences)
+    quote = next(s for s in sentences if "Schulmann said of possible international discussions" in s.text)
+    swapped = quote.text.replace("Schulmann", "Putin")  # Putin is named elsewhere in the article
+    verdict = verify_claim(swapped, [quote.id], index)
+    assert verdict.verdict == "unsupported" and not verdict.recited, verdict
+    # The honest sentence still passes, and a genuinely wrong citation is still re-cited.
+    assert verify_claim(quote.text, [quote.id], index).verdict == "supported"
+    assert verify_claim(quote.text, [sentences[0].id], index).recited
