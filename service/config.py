@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     verify_threshold: float | None = Field(default=None, ge=0, le=1)
     # LLM judge (service/judge.py): sentences whose score is within this band of the threshold are
     # re-checked by the configured LLM; 0 turns the judge off.
-    verify_judge_band: float = Field(default=0.15, ge=0, le=0.5)
+    verify_judge_band: float = Field(default=0.0, ge=0, le=0.5)
 
     # --- input limits -------------------------------------------------------------------------
     max_body_bytes: int = Field(default=2_000_000, ge=1_000)

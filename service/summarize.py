@@ -14,6 +14,7 @@ from service.errors import LLMTimeout, UnprocessableArticle
 from service.extractive import MODEL_NAME as EXTRACTIVE_MODEL
 from service.extractive import summarize_extractive
 from service.ingest import ingest
+from service.judge import JudgeCost, judge_verifications
 from service.language import check_language
 from service.limits import check_article_tokens
 from service.llm import InvalidOutput, LLMClient
@@ -32,7 +33,7 @@ from service.schema import (
     Usage,
 )
 from service.segment import segment
-from service.verify import SourceIndex, Verification, verify_claim
+from service.verify import DEFAULT_THRESHOLD, SourceIndex, Verification, verify_claim
 
 Progress = Callable[[int, int], None]
 
@@ -257,6 +258,26 @@ def verify_drafts(
     return checked
 
 
+async def judge_unsure(
+    checked: list[tuple[Draft, Verification]], index: SourceIndex, llm: LLMClient, settings: Settings, run: Run
+) -> list[tuple[Draft, Verification]]:
+    """The LLM judge's verdicts for sentences within `verify_judge_band` of the threshold; cost in `run`."""
+    cost = JudgeCost()
+    judged = await judge_verifications(
+        [d.text for d, _ in checked],
+        [v for _, v in checked],
+        index,
+        llm,
+        threshold=settings.verify_threshold if settings.verify_threshold is not None else DEFAULT_THRESHOLD,
+        band=settings.verify_judge_band,
+        cost=cost,
+    )
+    run.usage.llm_calls += cost.calls
+    run.usage.prompt_tokens += cost.prompt_tokens
+    run.usage.completion_tokens += cost.completion_tokens
+    return [(draft, verification) for (draft, _), verification in zip(checked, judged, strict=True)]
+
+
 async def summarize_document(
     document: Document,
     *,
@@ -283,6 +304,12 @@ async def summarize_document(
     mark = time.perf_counter()
     checked = await asyncio.to_thread(verify_drafts, drafts, index, settings.verify_threshold)
     timings["verify_ms"] = _ms_since(mark)
+
+    if isinstance(drafter, LLMDrafter) and settings.verify_judge_band > 0:
+        # Second opinion from the model on the sentences the embedded verifier is unsure about.
+        mark = time.perf_counter()
+        checked = await judge_unsure(checked, index, drafter.llm, settings, run)
+        timings["judge_ms"] = _ms_since(mark)
 
     if policy == "repair" and isinstance(drafter, LLMDrafter):
         failing = [(d, v) for d, v in checked if v.verdict == "unsupported"]

@@ -205,3 +205,20 @@ async def test_deadline_cancels_and_raises_504(httpx_mock: HTTPXMock, llm_settin
     httpx_mock.add_callback(hang, url=CHAT_URL)
     with pytest.raises(LLMTimeout, match="deadline"):
         await run(settings, text=seed_text)
+
+
+async def test_judge_stage_rules_on_unsure_sentences_and_its_cost_is_counted(
+    httpx_mock: HTTPXMock, llm_settings: Settings, seed_text: str
+) -> None:
+    settings = llm_settings.model_copy(update={"verify_judge_band": 0.5})  # every sentence counts as unsure
+    ids = await seed_ids(seed_text, settings)
+    claim = "Two convoys of unmarked trucks were filmed 400km from the Belarusian border."
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited((claim, [ids["400km"]])), prompt_tokens=900))
+    verdicts = json.dumps({"verdicts": [{"index": 0, "supported": False, "reason": "the trucks were not filmed"}]})
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(verdicts, prompt_tokens=150, completion_tokens=12))
+    response = await run(settings, text=seed_text, policy="flag")
+    [sentence] = response.summary
+    assert sentence.verdict == "unsupported" and sentence.reason.startswith("judge:")
+    assert (response.usage.llm_calls, response.usage.prompt_tokens) == (2, 1050)
+    judge_prompt = json.loads(httpx_mock.get_requests()[1].content)["messages"][1]["content"]
+    assert claim in judge_prompt and "400km" in judge_prompt
