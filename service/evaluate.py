@@ -24,7 +24,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class LabelledClaim:
-    """One row of the factuality schema (see docs/verifier.md)."""
+    """One row of the factuality schema (see README, "The verifier")."""
 
     id: str
     dataset: str

@@ -10,7 +10,11 @@ FLAG = "⚠"
 
 
 def _numbered(response: SummaryResponse) -> tuple[list[tuple[str, list[int], str, str | None]], list[str]]:
-    """Sentences with citation numbers (a source sentence cited twice keeps one number) and the quotes."""
+    """Sentences with citation numbers (a source sentence cited twice keeps one number) and the evidence.
+
+    A citation whose quote is the summary sentence itself (extractive output) is shown by its place
+    in the article rather than quoted a second time.
+    """
     numbers: dict[str, int] = {}
     quotes: list[str] = []
     rows = []
@@ -19,7 +23,12 @@ def _numbered(response: SummaryResponse) -> tuple[list[tuple[str, list[int], str
         for citation in sentence.citations:
             if citation.sentence_id not in numbers:
                 numbers[citation.sentence_id] = len(numbers) + 1
-                quotes.append(citation.quote)
+                verbatim = citation.quote == sentence.text
+                quotes.append(
+                    f"{citation.sentence_id}, characters {citation.start}–{citation.end} (quoted verbatim above)"
+                    if verbatim
+                    else f"“{citation.quote}”"
+                )
             refs.append(numbers[citation.sentence_id])
         rows.append((sentence.text, refs, sentence.verdict, sentence.reason))
     return rows, quotes
@@ -51,7 +60,7 @@ def render_text(response: SummaryResponse, width: int = 100) -> str:
     if quotes:
         lines += ["", "Evidence:"]
         for n, quote in enumerate(quotes, 1):
-            lines.append(textwrap.fill(f"[{n}] “{quote}”", width=width, subsequent_indent="    "))
+            lines.append(textwrap.fill(f"[{n}] {quote}", width=width, subsequent_indent="    "))
     lines += ["", _footer(response)]
     return "\n".join(lines)
 
@@ -68,6 +77,6 @@ def render_markdown(response: SummaryResponse) -> str:
         lines.append(f"- {text}{marks}{flag}")
     if quotes:
         lines.append("")
-        lines += [f"[^{n}]: “{quote}”" for n, quote in enumerate(quotes, 1)]
+        lines += [f"[^{n}]: {quote}" for n, quote in enumerate(quotes, 1)]
     lines += ["", f"_{_footer(response)}_"]
     return "\n".join(lines)
