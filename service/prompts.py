@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
@@ -17,6 +17,12 @@ _SECTION = re.compile(r"^\[(system|user)\]\n", re.M)
 # Article text is always passed as a value, never compiled as template source; the sandbox
 # stops a template from reaching Python internals.
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+@lru_cache(maxsize=64)
+def _compiled(source: str) -> Template:
+    """A prompt file's template, compiled once (compiling costs more than rendering)."""
+    return _ENV.from_string(source)
 
 
 @dataclass(frozen=True)
@@ -35,8 +41,8 @@ class Prompt:
     def render(self, **values: object) -> list[dict[str, str]]:
         """Chat messages for this prompt; raises jinja2.UndefinedError on a missing variable."""
         return [
-            {"role": "system", "content": _ENV.from_string(self.system).render(**values).strip()},
-            {"role": "user", "content": _ENV.from_string(self.user).render(**values).strip()},
+            {"role": "system", "content": _compiled(self.system).render(**values).strip()},
+            {"role": "user", "content": _compiled(self.user).render(**values).strip()},
         ]
 
 
