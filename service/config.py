@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     """Largest article in estimated tokens (413)."""
     max_inflight_requests: int = Field(default=64, ge=1)  # /v1/* at once; past it 503 overloaded
     """`/v1/*` requests handled at once; past it 503 `overloaded` with Retry-After, no queue."""
-    max_inflight_llm_calls: int = Field(default=8, ge=1)  # HTTP calls to the model at once, per process
+    max_inflight_llm_calls: int = Field(default=32, ge=1)  # HTTP calls to the model at once, per process
     """Model HTTP calls in flight at once, per process; waiting counts against the request deadline."""
     breaker_failure_threshold: int = Field(default=5, ge=1)  # consecutive upstream failures that open it
     """Consecutive upstream failures that open the circuit breaker (fail fast with 503)."""
