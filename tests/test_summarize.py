@@ -9,10 +9,10 @@ import re
 import httpx
 import pytest
 from pytest_httpx import HTTPXMock
-from service.ingest import ingest
 
 from service.config import Settings
 from service.errors import LLMTimeout
+from service.ingest import ingest
 from service.llm import LLMClient
 from service.schema import SummaryRequest, SummaryResponse
 from service.segment import segment
