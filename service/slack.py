@@ -172,15 +172,22 @@ async def _submit(
     return accepted.id, created
 
 
+def _refuse_unsigned(
+    request: Request, body: bytes, settings: Settings, clock: Clock, request_id: str
+) -> JSONResponse | None:
+    """A 401 unless the raw body carries a valid Slack signature (checked before any parsing)."""
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    check = verify_slack_request(body, request.headers, secret, clock)
+    return None if check else _refuse(request, check.reason, request_id)
+
+
 @router.post("/slack/commands", summary="Slack slash command (signed)")
 async def slack_command(request: Request, settings: SettingsDep, clock: ClockDep, jobs: JobsDep) -> JSONResponse:
     """`/summarize <link or text>`: acknowledged at once; the summary follows on the response_url."""
     request_id = _request_id(request)
     body = await request.body()
-    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
-    check = verify_slack_request(body, request.headers, secret, clock)
-    if not check:
-        return _refuse(request, check.reason, request_id)
+    if (refusal := _refuse_unsigned(request, body, settings, clock, request_id)) is not None:
+        return refusal
     return await _handle_command(_form(body), "slack", request, settings, jobs, request_id)
 
 
@@ -262,10 +269,8 @@ async def slack_events(request: Request, settings: SettingsDep, clock: ClockDep,
     """url_verification, and app mentions / direct messages answered with a thread reply."""
     request_id = _request_id(request)
     body = await request.body()
-    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
-    check = verify_slack_request(body, request.headers, secret, clock)
-    if not check:
-        return _refuse(request, check.reason, request_id)
+    if (refusal := _refuse_unsigned(request, body, settings, clock, request_id)) is not None:
+        return refusal
     try:
         payload = json.loads(body)
     except ValueError:
