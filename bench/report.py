@@ -47,6 +47,14 @@ def _row(*cells: object) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
+def _throughput_row(label: object, run: dict, cpu_ms: object) -> str:
+    """One row of the throughput table from a load run's numbers."""
+    return _row(
+        label, run["requests"], run["errors"], run["rps"], run["ideal_rps"], run["throughput_ratio"],
+        run["p50_ms"], run["p99_ms"], cpu_ms,
+    )
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The results as Markdown: targets first, then each section's table."""
     m = result["machine"]
@@ -163,35 +171,10 @@ def markdown(result: dict[str, Any]) -> str:
             _row(*["---"] * 9),
         ]
         for key in ("c1", "c16", "c64"):
-            v = s[key]
-            lines.append(
-                _row(
-                    v["clients"],
-                    v["requests"],
-                    v["errors"],
-                    v["rps"],
-                    v["ideal_rps"],
-                    v["throughput_ratio"],
-                    v["p50_ms"],
-                    v["p99_ms"],
-                    v["server_cpu_ms_per_request"],
-                )
-            )
+            lines.append(_throughput_row(s[key]["clients"], s[key], s[key]["server_cpu_ms_per_request"]))
         v = s.get("c64_llm_slots_64", {})
         if "rps" in v:
-            lines.append(
-                _row(
-                    "64 (CITESUM_MAX_INFLIGHT_LLM_CALLS=64)",
-                    v["requests"],
-                    v["errors"],
-                    v["rps"],
-                    v["ideal_rps"],
-                    v["throughput_ratio"],
-                    v["p50_ms"],
-                    v["p99_ms"],
-                    "",
-                )
-            )
+            lines.append(_throughput_row("64 (CITESUM_MAX_INFLIGHT_LLM_CALLS=64)", v, ""))
         lines.append("")
         lines.append("Ideal req/s = clients / the simulated model's p50 latency for the seed prompt.")
         lines.append("")
