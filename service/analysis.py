@@ -108,6 +108,8 @@ class Analysis:
     negated: frozenset[str]  # first content lemma after each negation cue
     negation_phrases: dict[str, str]  # negated lemma → the words that negate it, for reasons
     has_negation: bool
+    doubly_negated: frozenset[str]  # lemmas two cues negate ('nobody is not forcing'): a double negative
+    hedged: frozenset[str]  # first content lemma after a weak cue ('little to gain', 'few analysts')
     lower_words: frozenset[str]  # words written in lower case here (so not proper nouns)
     lowercased: bool  # no capital letter at all (tokenised datasets, chat output): names need the source
     repeated: int  # content lemmas used more than once, a sign of a degenerate summary
@@ -165,17 +167,20 @@ def analyze(text: str) -> Analysis:
     numbers |= {f"{lex.number_words[t]:g}" for t in tokens if t in lex.number_words}
     negated: set[str] = set()
     phrases: dict[str, str] = {}
+    doubly: set[str] = set()
+    hedged: set[str] = set()
     has_negation = False
     for i, tok in enumerate(tokens):
-        if tok in lex.weak_negation_cues:
-            has_negation = True
-            continue
-        if tok not in lex.negation_cues and lemmas[i] not in lex.negation_cues:
+        weak = tok in lex.weak_negation_cues
+        if not weak and tok not in lex.negation_cues and lemmas[i] not in lex.negation_cues:
             continue
         has_negation = True
         for j in range(i + 1, min(i + 5, len(tokens))):
             if lemmas[j] in content:
-                negated.add(lemmas[j])
+                if weak:
+                    hedged.add(lemmas[j])
+                    break
+                (doubly if lemmas[j] in negated else negated).add(lemmas[j])
                 # "did not give" reads better than "not give"; "leaders never held" does not.
                 first = i - 1 if i > 0 and tokens[i - 1] in lex.auxiliaries else i
                 phrases.setdefault(lemmas[j], " ".join(tokens[first : j + 1]))
@@ -196,6 +201,8 @@ def analyze(text: str) -> Analysis:
         negated=frozenset(negated),
         negation_phrases=phrases,
         has_negation=has_negation,
+        doubly_negated=frozenset(doubly),
+        hedged=frozenset(hedged),
         joined=" " + " ".join(tokens) + " ",
         lower_words=frozenset(t for t in raw_tokens if t.islower()),
         lowercased=text == text.lower(),

@@ -150,6 +150,47 @@ def claim_names(claim: Analysis, source: SourceVocabulary) -> frozenset[str]:
     )
 
 
+
+def _near(lemmas: Sequence[str], one: str, other: str, span: int = 4) -> bool:
+    """True when `one` and `other` occur within `span` words of each other in `lemmas`."""
+    at = [i for i, lm in enumerate(lemmas) if lm == one]
+    return any(0 < abs(j - i) <= span for j, lm in enumerate(lemmas) if lm == other for i in at)
+
+
+def _negation_flip(claim: Analysis, evidence: Sequence[Analysis]) -> tuple[str, str] | None:
+    """(word, negating phrase) when the claim and the evidence disagree on whether a word is negated.
+
+    Each word is judged against the evidence sentence that says the most of what the claim says
+    among those holding it, so a negation elsewhere in multi-sentence evidence, or elsewhere in the
+    same sentence, can neither hide a flip nor invent one. One side negating a word the other states
+    plainly is a flip, unless the negation merely moved to a word beside it ("did not give any
+    evidence" ≈ "gave no evidence") or the other side hedges it ("little to gain" ≈ "does not have
+    much to gain"). A word negated twice on one side and once on the other is a flip too ("nobody is
+    not forcing" ≠ "nobody is forcing").
+    """
+    content = claim.content
+    words = set(claim.negated)
+    for sentence in evidence:
+        words |= sentence.negated & content
+    for word in sorted(words):
+        holding = [s for s in evidence if word in s.content]
+        if not holding:
+            continue
+        aligned = max(holding, key=lambda s: len(content & s.content))
+        if word in claim.negated and word not in aligned.negated:
+            moved = any(_near(claim.lemmas, word, x) for x in aligned.negated & (content - claim.negated))
+            if not moved and word not in aligned.hedged:
+                return word, claim.negation_phrases.get(word, word)
+        elif word in aligned.negated and word not in claim.negated:
+            moved = any(_near(aligned.lemmas, word, y) for y in claim.negated & (aligned.content - aligned.negated))
+            if not moved and word not in claim.hedged:
+                return word, aligned.negation_phrases.get(word, word)
+        elif (word in claim.doubly_negated) != (word in aligned.doubly_negated):
+            side = claim if word in claim.doubly_negated else aligned
+            return word, side.negation_phrases.get(word, word)
+    return None
+
+
 def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabulary) -> Comparison:
     """Compare a claim with its evidence sentences, and with the `source` vocabulary as a whole."""
     lex = lexicon()
@@ -157,20 +198,13 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
     ev_tokens: set[str] = set()
     ev_bigrams: set[tuple[str, str]] = set()
     ev_numbers: set[str] = set()
-    ev_negated: set[str] = set()
     ev_lemmas: set[str] = set()
-    ev_has_negation = False
-    phrases: dict[str, str] = {}
     for sentence in evidence:
         ev_content |= sentence.content
         ev_tokens.update(sentence.tokens)
         ev_lemmas.update(sentence.lemmas)
         ev_bigrams |= sentence.bigrams
         ev_numbers |= sentence.numbers
-        ev_negated |= sentence.negated
-        ev_has_negation = ev_has_negation or sentence.has_negation
-        for word, phrase in sentence.negation_phrases.items():
-            phrases.setdefault(word, phrase)
 
     content = claim.content
     n = len(content)
@@ -199,20 +233,9 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
     if missing_quote:
         problems.append("quotation not in evidence")
 
-    # Negation flip: the evidence negates a word the claim states plainly, or the claim negates a
-    # word the evidence states plainly. Only when one side has no negation at all, because
-    # "gave no evidence" and "did not give any evidence" negate different words but agree.
-    flip_word = None
-    if not claim.has_negation:
-        flip_word = next((w for w in sorted(ev_negated) if w in content), None)
-        if flip_word is not None:
-            problems.append(f"negation differs from evidence: '{phrases.get(flip_word, flip_word)}'")
-    elif not ev_has_negation:
-        flip_word = next((w for w in sorted(claim.negated) if w in ev_content), None)
-        if flip_word is not None:
-            problems.append(
-                f"negation differs from evidence: '{claim.negation_phrases.get(flip_word, flip_word)}'"
-            )
+    flip_word = _negation_flip(claim, evidence)
+    if flip_word is not None:
+        problems.append(f"negation differs from evidence: '{flip_word[1]}'")
     antonym = next(
         (
             (w, a)

@@ -138,13 +138,18 @@ def _launders(cited: _Scored | None, found: _Scored) -> bool:
     related (it holds most of the claim's words) but contradicts the claim on a hard fact (a name,
     number, negation or quotation), evidence that keeps the cited sentence and adds another one that
     happens to hold the changed fact is a swap stitched together, not support: "Baunov said X"
-    rewritten as "Schulmann said X" must not pass because Schulmann is quoted elsewhere.
+    rewritten as "Schulmann said X" must not pass because Schulmann is quoted elsewhere. Nor may
+    evidence that holds less of the claim than the citation did.
     """
     if cited is None or not cited.comparison.problems:
         return False
-    if cited.comparison.values[_RECALL] < RELATED_RECALL:
+    cited_recall = cited.comparison.values[_RECALL]
+    if cited_recall < RELATED_RECALL:
         return False
-    return bool(set(found.positions) & set(cited.positions))
+    # Evidence that holds less of the claim than the faulty citation is no better place for it: the
+    # claim is the cited sentence with a fact changed ("has refuted" → "has not refuted"), and a
+    # looser match elsewhere that lacks the changed word would only hide the change.
+    return bool(set(found.positions) & set(cited.positions)) or found.comparison.values[_RECALL] <= cited_recall
 
 
 def verify_claim(

@@ -182,3 +182,45 @@ def test_a_swapped_name_is_not_rescued_by_stitching_in_another_sentence(seed_tex
     # The honest sentence still passes, and a genuinely wrong citation is still re-cited.
     assert verify_claim(quote.text, [quote.id], index).verdict == "supported"
     assert verify_claim(quote.text, [sentences[0].id], index).recited
+
+
+def test_negation_elsewhere_in_multi_sentence_evidence_does_not_hide_a_flip(index: SourceIndex) -> None:
+    # The second cited sentence holds a negation ("did not give"), which used to silence the check.
+    calls, _ = sentence_with(index, "The leaders held two phone calls")
+    evidence, _ = sentence_with(index, "did not give any evidence")
+    claim = "The leaders never held two phone calls, and the group did not give any evidence of troop movements."
+    result = verify_claim(claim, [calls, evidence], index)
+    assert result.verdict == "unsupported", result
+    assert result.reason == "negation differs from evidence: 'never held'"
+
+
+def test_negation_moved_within_the_clause_still_agrees(index: SourceIndex) -> None:
+    sentence_id, _ = sentence_with(index, "did not give any evidence")
+    claim = "The investigative group gave no evidence of troop movements."
+    assert verify_claim(claim, [sentence_id], index).reason != "negation differs from evidence: 'gave no'"
+    claim = "The investigative group cited eyewitness accounts but gave no evidence of troop movements."
+    assert verify_claim(claim, [sentence_id], index).verdict == "supported"
+
+
+def test_a_double_negative_is_a_flip(index: SourceIndex) -> None:
+    sentence_id, text = sentence_with(index, "are not fueled by anti-Russia sentiment")
+    claim = "The protests in Belarus, unlike those in Ukraine, are not never fueled by anti-Russia sentiment."
+    result = verify_claim(claim, [sentence_id], index)
+    assert result.verdict == "unsupported", result
+    assert result.reason is not None and result.reason.startswith("negation differs from evidence")
+
+
+def test_a_flipped_citation_is_not_recited_to_looser_evidence() -> None:
+    # The claim is the first sentence with its negation flipped. The second sentence shares enough
+    # words to score well on its own, but lacks "refuted": moving the citation there hid the flip.
+    source = SourceIndex(segment(
+        "City council member Dana Reyes has refuted claims suggesting she will run for mayor next spring "
+        "by insisting she is yet to make a decision on her future. "
+        "City council member Dana Reyes is yet to make a final decision on her future despite constant "
+        "talk of a mayoral run."
+    ))
+    first = source.sentences[0]
+    claim = first.text.replace("has refuted", "has not refuted")
+    result = verify_claim(claim, [first.id], source)
+    assert result.verdict == "unsupported" and result.evidence_ids == [first.id] and not result.recited, result
+    assert result.reason == "negation differs from evidence: 'has not refuted'"
