@@ -62,7 +62,16 @@ _MONTH_ABBREVIATIONS = {
 _QUOTE = re.compile(r"[\"\u201c\u201d\u201e](.+?)[\"\u201c\u201d\u201e]")
 
 
+# Tokenised model output (FRANK, QAGS) writes brackets and quotes the Penn Treebank way.
+_TREEBANK = (("-LRB-", "("), ("-RRB-", ")"), ("-LSB-", "["), ("-RSB-", "]"), ("-LCB-", "{"), ("-RCB-", "}"),
+             ("``", '"'), ("''", '"'))
+
+
 def _normalise(text: str) -> str:
+    if "-" in text or "``" in text or "''" in text:
+        for token, mark in _TREEBANK:
+            if token in text:
+                text = text.replace(token, mark)
     # str.replace per character beats str.translate with a dict by ~10x on short sentences.
     for mark in _APOSTROPHES:
         if mark in text:
