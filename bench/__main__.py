@@ -90,12 +90,20 @@ def main(argv: list[str] | None = None) -> int:
             else "."
         )
     )
-    cpu = sections.get("throughput", {}).get("c64", {}).get("server_cpu_ms_per_request")
+    throughput = sections.get("throughput", {})
+    if workers := throughput.get("workers"):
+        bench.notes.append(
+            f"Throughput: the server ran as `serve` does by default, {workers} worker process"
+            f"{'' if workers == 1 else 'es'} (CITESUM_WORKERS unset: one per CPU); server CPU is the whole "
+            "process tree's."
+        )
+    cpu = throughput.get("c64", {}).get("server_cpu_ms_per_request")
     if cpu:
         bench.notes.append(
             f"The server spent {cpu} ms of CPU per seed request at 64 clients: one process tops out near "
             f"{1000 / cpu:.0f} req/s on one core, while 64 clients at ~0.45 s need ~140 req/s "
-            f"(≤ {1000 / 140:.1f} ms CPU per request)."
+            f"(≤ {1000 / 140:.1f} ms CPU per request on one core; the {cores} cores are shared with the "
+            "simulated model and the load generator)."
         )
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

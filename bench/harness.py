@@ -111,10 +111,26 @@ class RssSampler:
         return round(self.peak_bytes / 2**20, 1)
 
 
+def tree_cpu_s(process: psutil.Process) -> float:
+    """User + system CPU seconds of a process and all its descendants (e.g. uvicorn's workers)."""
+    total = 0.0
+    for proc in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):  # a child may exit between listing and reading
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 class ServiceProcess:
-    """`python -m service serve` on a free loopback port with `env` settings; waits for /readyz."""
+    """`python -m service serve` on a free loopback port with `env` settings; waits for /readyz.
+
+    The worker count is `serve`'s default (CITESUM_WORKERS, else one per CPU), as the README tells
+    users to run it, unless `env` sets CITESUM_WORKERS; `workers` is the resolved number.
+    """
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        from service.cli import resolve_workers
+
         self.port = free_port()
         self.log_path = log_path
         base = {k: v for k, v in os.environ.items() if not k.startswith(("CITESUM_", "OPENAI_"))}
@@ -122,6 +138,8 @@ class ServiceProcess:
         base.update({"CITESUM_LOG_LEVEL": "WARNING", "CITESUM_HOST": "127.0.0.1"})
         base.update(env)
         self.env = base
+        self.workers = resolve_workers(int(base.get("CITESUM_WORKERS") or 0))
+        self.workers_seen: set[int] = set()  # pids that answered /readyz
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -138,15 +156,22 @@ class ServiceProcess:
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"citesum server exited with {self.process.returncode}; see {self.log_path}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+        # No keep-alive: a new connection each time, so any worker may answer; wait until every one has.
+        with httpx.Client(timeout=2, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"citesum server exited with {self.process.returncode}; see {self.log_path}")
+                try:
+                    ready = client.get(f"{self.url}/readyz")
+                    if ready.status_code == 200:
+                        self.workers_seen.add(ready.json().get("pid"))
+                        if len(self.workers_seen) >= self.workers:
+                            return self
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+        if self.workers_seen:  # some workers answered; which one accepts is the kernel's choice
+            return self
         self.stop()
         raise RuntimeError(f"citesum server not ready after {timeout_s:g} s; see {self.log_path}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.harness import RssSampler, ServiceProcess, llm_wait_s, median, percentile
+from bench.harness import RssSampler, ServiceProcess, llm_wait_s, median, percentile, tree_cpu_s
 from bench.inputs import dev_data_missing, fault_articles, long_text, seed_text
 from tests.sim_llm import SimProcess
 
@@ -83,6 +84,8 @@ async def overhead(bench: Bench) -> dict[str, Any]:
         return {"skipped": reason}
     assert bench.llm_server is not None
     url = bench.llm_server.url
+    # CPU seconds of the server's process tree: unlike wall time, not inflated by a busy machine.
+    server = psutil.Process(bench.llm_server.process.pid) if bench.llm_server.process is not None else None
     results: dict[str, Any] = {}
     async with http_client() as client:
         for latency_name, latency in (("0ms", LATENCY_0), ("400ms", LATENCY_400)):
@@ -96,12 +99,14 @@ async def overhead(bench: Bench) -> dict[str, Any]:
                 bench.sim.reset()
                 windows, errors = [], 0
                 server_timings: dict[str, list[float]] = {}
+                cpu_before = tree_cpu_s(server) if server is not None else None
                 for _ in range(runs):
                     status, payload, start, end = await post_summary(client, url, {"text": unique(text)})
                     errors += status != 200
                     windows.append((start, end))
                     for key, value in (payload or {}).get("timings_ms", {}).items():
                         server_timings.setdefault(key, []).append(value)
+                cpu_ms = ms((tree_cpu_s(server) - cpu_before) / runs) if server and cpu_before is not None else None
                 calls = bench.sim.calls()
                 e2e = [end - start for start, end in windows]
                 waits = [llm_wait_s(calls, start, end) for start, end in windows]
@@ -119,7 +124,13 @@ async def overhead(bench: Bench) -> dict[str, Any]:
                     "overhead_ratio_p50": round(median(ratios), 4),
                     # The pipeline's own clock (timings_ms); the rest of e2e is HTTP, framework, LLM I/O.
                     "server_timings_p50_ms": {k: round(median(v), 1) for k, v in server_timings.items()},
+                    "server_cpu_ms_per_request": cpu_ms,
                 }
+    bench.notes.append(
+        "Overhead section, server CPU per request (psutil, process tree, mean): "
+        + ", ".join(f"{k} {v['server_cpu_ms_per_request']} ms" for k, v in results.items())
+        + "."
+    )
     results["overhead_ratio_seed"] = results["seed_400ms"]["overhead_ratio_p50"]
     results["overhead_ratio_long"] = results.get("long_400ms", {}).get("overhead_ratio_p50")
     return results
@@ -130,8 +141,13 @@ async def overhead(bench: Bench) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+# The prompt budget (CITESUM_PROMPT_TOKEN_BUDGET) the long input needs to reach 0.6x LangChain's wall time
+# under the latency model: 400 ms + 20 ms x ~6.2k tokens, plus the pipeline's own time.
+EXCERPT_BUDGET_TOKENS = 6_000
+
+
 async def _citesum_long(base_url: str, text: str, **overrides: Any) -> dict[str, Any]:
-    """One in-process summarize_request on `text`; wall seconds plus the response's usage."""
+    """One in-process summarize_request on `text`; wall seconds, what the summary cited and kept, what was sent."""
     from service.config import Settings
     from service.llm import LLMClient
     from service.schema import SummaryRequest
@@ -145,7 +161,15 @@ async def _citesum_long(base_url: str, text: str, **overrides: Any) -> dict[str,
         wall = time.perf_counter() - started
     finally:
         await llm.aclose()
-    return {"wall_s": wall, "chunks": response.chunks, "summary_sentences": len(response.summary)}
+    return {
+        "wall_s": wall,
+        "chunks": response.chunks,
+        "summary_sentences": len(response.summary),
+        "dropped_sentences": len(response.dropped),
+        "cited_ids": sorted({c.sentence_id for s in response.summary for c in s.citations}),
+        "sentence_count": response.document.sentence_count,
+        "excerpt_ids": getattr(response, "excerpt_ids", None),  # absent before the field existed
+    }
 
 
 async def long_input(bench: Bench) -> dict[str, Any]:
@@ -168,6 +192,9 @@ async def long_input(bench: Bench) -> dict[str, Any]:
     async def citesum_default() -> dict[str, Any]:
         return await _citesum_long(base_url, unique(text))
 
+    async def citesum_excerpt() -> dict[str, Any]:
+        return await _citesum_long(base_url, unique(text), prompt_token_budget=EXCERPT_BUDGET_TOKENS)
+
     async def citesum_small() -> dict[str, Any]:
         return await _citesum_long(base_url, unique(text), chunk_tokens=3000)
 
@@ -188,6 +215,7 @@ async def long_input(bench: Bench) -> dict[str, Any]:
 
     variants = {
         "citesum_default": (citesum_default, bench.n(3, 5)),
+        f"citesum_excerpt_{EXCERPT_BUDGET_TOKENS}": (citesum_excerpt, bench.n(3, 5)),
         "citesum_small_budget": (citesum_small, bench.n(3, 5)),
         "citesum_small_budget_map8": (citesum_small_c8, bench.n(2, 5)),
         "langchain_map_reduce": (lc_map_reduce, bench.n(3, 5)),
@@ -243,7 +271,44 @@ async def long_input(bench: Bench) -> dict[str, Any]:
     results["small_budget_map8_wall_vs_langchain_map_reduce"] = round(
         results["citesum_small_budget_map8"]["wall_p50_s"] / peer_mr["wall_p50_s"], 3
     )
+    results.update(_excerpt_effect(samples, results, peer_mr))
+    if "excerpt_wall_vs_langchain_map_reduce" in results:
+        bench.notes.append(
+            f"Long input with CITESUM_PROMPT_TOKEN_BUDGET={EXCERPT_BUDGET_TOKENS} (not the default): wall"
+            f" {results['excerpt_wall_vs_langchain_map_reduce']}x and prompt tokens"
+            f" {results['excerpt_prompt_tokens_vs_langchain_map_reduce']}x LangChain map_reduce;"
+            f" {results['excerpt_sentences_sent']} of {results['excerpt_sentences_total']} sentences sent;"
+            f" {results['excerpt_default_citations_sent']} of the default summary's"
+            f" {results['default_cited_sentences']} cited sentences were among them; summary sentences kept"
+            f" {results['excerpt_kept']} (dropped {results['excerpt_dropped']}), default"
+            f" {results['default_kept']} (dropped {results['default_dropped']})."
+        )
     return results
+
+
+def _excerpt_effect(
+    samples: dict[str, list[dict[str, Any]]], results: dict[str, Any], peer_mr: dict[str, Any]
+) -> dict[str, Any]:
+    """What condensing the prompt did: time and tokens against LangChain, and the summary it led to."""
+    excerpt_runs = samples.get(f"citesum_excerpt_{EXCERPT_BUDGET_TOKENS}") or []
+    default_runs = samples.get("citesum_default") or []
+    if not excerpt_runs or not default_runs or not excerpt_runs[0]["excerpt_ids"]:
+        return {}
+    excerpt, default = excerpt_runs[0], default_runs[0]
+    sent = set(excerpt["excerpt_ids"])
+    row = results[f"citesum_excerpt_{EXCERPT_BUDGET_TOKENS}"]
+    return {
+        "excerpt_wall_vs_langchain_map_reduce": round(row["wall_p50_s"] / peer_mr["wall_p50_s"], 3),
+        "excerpt_prompt_tokens_vs_langchain_map_reduce": round(row["prompt_tokens"] / peer_mr["prompt_tokens"], 3),
+        "excerpt_sentences_sent": len(sent),
+        "excerpt_sentences_total": excerpt["sentence_count"],
+        "default_cited_sentences": len(default["cited_ids"]),
+        "excerpt_default_citations_sent": sum(i in sent for i in default["cited_ids"]),
+        "excerpt_kept": excerpt["summary_sentences"],
+        "excerpt_dropped": excerpt["dropped_sentences"],
+        "default_kept": default["summary_sentences"],
+        "default_dropped": default["dropped_sentences"],
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,9 +320,15 @@ async def _load(url: str, clients: int, per_client: int, text: str) -> dict[str,
     """`clients` concurrent clients, each sending `per_client` requests back to back."""
     latencies: list[float] = []
     errors: list[str] = []
-    async with http_client(clients + 8) as client:
+    # Each client is its own httpx client with one keep-alive connection, as separate users are.
+    # One shared pool of 64 connections cost the load generator 4-8x more CPU per request
+    # (httpcore scans every connection for every queued request), CPU taken from the 2 cores the
+    # server shares with it. One TLS context for all: each new one loads the CA bundle (~80 ms).
+    tls = ssl.create_default_context()
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
 
-        async def one_client() -> None:
+    async def one_client() -> None:
+        async with httpx.AsyncClient(timeout=300, limits=limits, verify=tls) as client:
             for _ in range(per_client):
                 status, payload, start, end = await post_summary(client, url, {"text": unique(text)})
                 if status == 200:
@@ -265,9 +336,9 @@ async def _load(url: str, clients: int, per_client: int, text: str) -> dict[str,
                 else:
                     errors.append(f"{status}: {str(payload)[:120]}")
 
-        started = time.perf_counter()
-        await asyncio.gather(*(one_client() for _ in range(clients)))
-        wall = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(one_client() for _ in range(clients)))
+    wall = time.perf_counter() - started
     return {
         "clients": clients,
         "requests": clients * per_client,
@@ -295,13 +366,14 @@ async def _throughput_with_env(
     except Exception as exc:
         return {"skipped": f"variant server unavailable: {exc}"}
     try:
-        await _load(server.url, 4, 1, text)  # warm-up
+        await _load(server.url, 4 * server.workers, 2, text)  # warm-up, every worker (see throughput)
         bench.sim.reset()
         run = await _load(server.url, clients, per_client, text)
         calls = bench.sim.calls()
         sim_latency = median([c["end"] - c["start"] for c in calls]) if calls else float("nan")
         run.update(
             settings=env | {"OPENAI_API_KEY": "…"},
+            workers=server.workers,
             sim_latency_p50_ms=ms(sim_latency),
             ideal_rps=round(clients / sim_latency, 2),
         )
@@ -318,15 +390,20 @@ async def throughput(bench: Bench) -> dict[str, Any]:
     assert bench.llm_server is not None and bench.llm_server.process is not None
     bench.sim.configure(**LATENCY_400, **NO_FAULTS)
     text = seed_text()
-    results: dict[str, Any] = {}
+    # The server runs as `serve` does by default (CITESUM_WORKERS unset: one worker per CPU); its
+    # CPU is the whole process tree's, the workers' included.
+    results: dict[str, Any] = {"workers": bench.llm_server.workers}
     with RssSampler(bench.llm_server.process.pid) as rss:
-        await _load(bench.llm_server.url, 4, 1, text)  # warm-up
+        # Warm-up: a fresh worker's first requests cost several times the CPU of later ones, and
+        # each client's connection lands on whichever worker accepts it: enough clients to reach all.
+        await _load(bench.llm_server.url, 4 * bench.llm_server.workers, 2, text)
         server = psutil.Process(bench.llm_server.process.pid)
         for clients, per_client in ((1, bench.n(8, 20)), (16, bench.n(2, 8)), (64, bench.n(2, 6))):
             bench.sim.reset()
-            cpu_before = sum(server.cpu_times()[:2])
+            cpu_before = tree_cpu_s(server)
             run = await _load(bench.llm_server.url, clients, per_client, text)
-            run["server_cpu_ms_per_request"] = ms((sum(server.cpu_times()[:2]) - cpu_before) / run["requests"])
+            run["server_cpu_ms_per_request"] = ms((tree_cpu_s(server) - cpu_before) / run["requests"])
+            run["workers"] = bench.llm_server.workers
             calls = bench.sim.calls()
             sim_latency = median([c["end"] - c["start"] for c in calls]) if calls else float("nan")
             run["llm_calls"] = len(calls)
@@ -356,10 +433,11 @@ async def embedded_throughput(bench: Bench) -> dict[str, Any]:
     try:
         text = seed_text()
         await _load(server.url, 2, 2, text)  # warm-up
-        return {
+        runs: dict[str, Any] = {
             f"c{clients}": await _load(server.url, clients, per_client, text)
             for clients, per_client in ((1, bench.n(10, 30)), (16, bench.n(3, 8)))
         }
+        return {"workers": server.workers, **runs}
     finally:
         server.stop()
 

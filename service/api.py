@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -44,6 +45,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
+SUMMARY_REQUEST_FIELDS = frozenset(SummaryRequest.model_fields)
+
+
 class SummariesBody(jobs_api.SummaryJobRequest):
     """POST /v1/summaries body: a summary request; `async` (or a `callback_url`) makes it a job."""
 
@@ -56,12 +60,14 @@ class SummariesBody(jobs_api.SummaryJobRequest):
     )
 
 
-def get_app_settings(request: Request) -> Settings:
+# The dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread
+# pool, a thread hand-off per dependency per request for what is an attribute read.
+async def get_app_settings(request: Request) -> Settings:
     """The settings this app was built with."""
     return request.app.state.settings
 
 
-def get_llm(request: Request) -> LLMClient | None:
+async def get_llm(request: Request) -> LLMClient | None:
     """The shared LLM client, or None on the embedded default."""
     return request.app.state.llm
 
@@ -70,7 +76,7 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 LLMClientDep = Annotated[LLMClient | None, Depends(get_llm)]
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """415 unless the body is declared as JSON."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
@@ -133,7 +139,12 @@ def create_app(settings: Settings | None = None, llm: LLMClient | None = None) -
         """
         if body.async_ or body.callback_url is not None or jobs_api.wants_async(request, body):
             return await jobs_api.accept_async_summary(request, body)
-        plain = SummaryRequest.model_validate(body.model_dump(include=set(SummaryRequest.model_fields)))
+        # `body` was validated by these very fields (SummariesBody extends SummaryRequest): copy the
+        # values over instead of dumping and re-validating the whole article a second time.
+        plain = SummaryRequest.model_construct(
+            _fields_set=body.model_fields_set & SUMMARY_REQUEST_FIELDS,
+            **{name: getattr(body, name) for name in SUMMARY_REQUEST_FIELDS},
+        )
         jobs = getattr(request.app.state, "jobs", None)  # set by the jobs router's lifespan
         response, hit = await cached_summarize(
             plain, settings=settings, summarize=summarize_request, cache=jobs.cache if jobs else None, llm=llm
@@ -176,6 +187,7 @@ def create_app(settings: Settings | None = None, llm: LLMClient | None = None) -
             "model": llm.model if llm is not None else "extractive",
             "jobs": jobs.mode if jobs is not None else None,
             "checks": checks,
+            "pid": os.getpid(),  # which worker process answered (`serve --workers N`)
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 

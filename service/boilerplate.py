@@ -19,7 +19,9 @@ import math
 import re
 import unicodedata
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
 
 __all__ = ["LineDecision", "clean_text", "explain_lines"]
 
@@ -66,11 +68,27 @@ _AGENCIES = r"AP|AFP|Reuters|REUTERS|Getty Images|EPA|Bloomberg|Shutterstock|Ala
 
 @dataclass(frozen=True)
 class _Rule:
-    """A furniture pattern; `needs` are cheap substrings (casefolded) without which it cannot match."""
+    """A furniture pattern; `needs` are cheap substrings (casefolded) without which it cannot match.
+
+    `start`, when given, returns the earliest index a match can start at (None: no match is
+    possible); the pattern is then searched from there, so a long paragraph is not scanned whole.
+    """
 
     reason: str
     pattern: re.Pattern[str]
     needs: tuple[str, ...] = ()
+    start: Callable[[str], int | None] | None = None
+
+
+def _before_last_colon(line: str) -> int | None:
+    """Start bound for `keyword\\s*:\\s*credit$` patterns: the colon matched is the line's last one
+    (nothing after it may be a colon), and the keyword before it is at most 10 characters long."""
+    colon = line.rfind(":")
+    if colon < 0:
+        return None
+    while colon > 0 and line[colon - 1].isspace():
+        colon -= 1
+    return max(0, colon - len("photograph"))
 
 
 # A line matching any rule is page furniture, whatever else it says. Unanchored patterns carry
@@ -95,6 +113,7 @@ _FURNITURE: list[_Rule] = [
         "caption",
         re.compile(r"\b(?:photograph|photo|image|picture|credit)\s*:\s*[\w .,'’&/-]{2,60}$", re.I),
         ("photo", "image", "picture", "credit"),
+        _before_last_colon,
     ),
     _Rule("caption", re.compile(rf"(?:/|\|)\s*(?:{_AGENCIES})\s*$"), ("/", "|")),
     _Rule("caption", re.compile(r"\b(?:REUTERS|AFP|AP|EPA)/[A-Z][\w .-]+$"), ("/",)),
@@ -163,10 +182,18 @@ _BIO = re.compile(
 )
 _BULLETS = "•·▪►▶◦‣⁃◆■"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u2060\ufeff]")
-_SPACES = re.compile(r"[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
+# Runs of spaces, tabs and Unicode spaces, each to become one " ". A lone " " (most of them) is not
+# matched, which halves the time on long pages; the result is the same.
+_SPACES = re.compile(
+    r" [ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+"
+    r"|[\t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000][ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]*"
+)
+# The characters of _SPACES other than " ": without them and without "  ", _SPACES matches nothing.
+_ODD_SPACES = "\t\u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f\u3000"
 _PUNCTUATION = re.compile(r"[^\w\s]")
 _LABEL_MAX_CHARS = 60  # the longest site label, "no media source currently available", is 35
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+_PLAIN_WORD = re.compile(r"\w+(?:'\w+)*")  # _WORD, on text without "_" and "’" (and faster)
 _STOPWORDS = frozenset(
     """a an the and or but if of to in on at by for from with as is are was were be been being it its
     this that these those he she they we you i his her their our your my me him them us not no so than
@@ -209,10 +236,14 @@ def explain_lines(raw: str) -> list[LineDecision]:
 def _normalised_lines(raw: str) -> list[tuple[str, int]]:
     """Non-empty lines with their block number; controls removed, spaces and bullets tidied."""
     text = unicodedata.normalize("NFC", raw.replace("\r\n", "\n").replace("\r", "\n"))
+    # Neither pattern matches "\n", so one pass over the whole text equals one per line.
+    text = _CONTROL.sub("", text)
+    if "  " in text or any(char in text for char in _ODD_SPACES):  # most pasted text has neither
+        text = _SPACES.sub(" ", text)
     lines: list[tuple[str, int]] = []
     block = 0
     for line in text.split("\n"):
-        line = _SPACES.sub(" ", _CONTROL.sub("", line)).strip().lstrip(_BULLETS).strip()
+        line = line.strip().lstrip(_BULLETS).strip()
         if line:
             lines.append((line, block))
         else:
@@ -225,17 +256,17 @@ def _label_key(line: str) -> str:
 
 
 def _furniture_pass(lines: list[tuple[str, int]]) -> list[LineDecision]:
-    keys = [" ".join(line.casefold().split()) for line, _ in lines]
+    folds = [line.casefold() for line, _ in lines]
+    keys = [" ".join(folded.split()) for folded in folds]
     counts: dict[str, int] = {}
     for key in keys:
         counts[key] = counts.get(key, 0) + 1
     # A page pasted twice repeats most of its paragraphs: keep the first copy of each then.
-    prose = [key for key in keys if len(key.split()) >= 8]
+    prose = [key for key in keys if key.count(" ") >= 7]  # 8+ words (keys are single-spaced)
     pasted_twice = bool(prose) and sum(counts[key] > 1 for key in prose) > len(prose) / 2
     seen: set[str] = set()
     decisions = []
-    for (line, block), key in zip(lines, keys, strict=True):
-        folded = line.casefold()
+    for (line, block), key, folded in zip(lines, keys, folds, strict=True):
         repeated = counts[key] > 1 and (not pasted_twice or key in seen)
         seen.add(key)
         if (len(line) <= _LABEL_MAX_CHARS and _label_key(line) in _UI_LABELS) or not _WORD.search(line):
@@ -252,7 +283,11 @@ def _furniture_pass(lines: list[tuple[str, int]]) -> list[LineDecision]:
 def _matches(rule: _Rule, line: str, folded: str) -> bool:
     if rule.needs and not any(need in folded for need in rule.needs):
         return False
-    return rule.pattern.search(line) is not None
+    if rule.start is None:
+        return rule.pattern.search(line) is not None
+    # search(line, pos) still sees the characters before pos, so \b and lookbehinds are unchanged.
+    start = rule.start(line)
+    return start is not None and rule.pattern.search(line, start) is not None
 
 
 def _ends_sentence(line: str) -> bool:
@@ -262,6 +297,11 @@ def _ends_sentence(line: str) -> bool:
 
 def _words(line: str) -> list[str]:
     return _WORD.findall(line)
+
+
+def _has_words(line: str, n: int) -> bool:
+    """len(_words(line)) >= n, without reading a long paragraph to its end."""
+    return sum(1 for _ in islice(_WORD.finditer(line), n)) >= n
 
 
 def _join_wrapped(decisions: list[LineDecision]) -> list[LineDecision]:
@@ -299,7 +339,7 @@ def _find_title(decisions: list[LineDecision]) -> int | None:
     for index, decision in enumerate(decisions):
         if not decision.kept:
             continue
-        if _ends_sentence(decision.text) and len(_words(decision.text)) >= 8:
+        if _ends_sentence(decision.text) and _has_words(decision.text, 8):
             break  # the article body has started
         candidates.append(index)
         if len(candidates) >= _TITLE_SEARCH_LINES:
@@ -316,7 +356,10 @@ def _find_title(decisions: list[LineDecision]) -> int | None:
 
 
 def _content_words(line: str) -> set[str]:
-    return {w for w in _WORD.findall(line.casefold().replace("’", "'")) if len(w) >= 3 and w not in _STOPWORDS}
+    folded = line.casefold().replace("’", "'")
+    words = set((_WORD if "_" in folded else _PLAIN_WORD).findall(folded))
+    words -= _STOPWORDS
+    return {w for w in words if len(w) >= 3}
 
 
 def _structure_pass(decisions: list[LineDecision]) -> list[LineDecision]:
@@ -326,12 +369,12 @@ def _structure_pass(decisions: list[LineDecision]) -> list[LineDecision]:
         result[title_index] = LineDecision(result[title_index].text, "title", result[title_index].block)
 
     for index, decision in enumerate(result):
-        if not decision.kept:
-            continue
-        words = _words(decision.text)
-        if _ATTRIBUTION.match(decision.text) and len(words) <= 8 and not _ends_sentence(decision.text):
+        if not decision.kept or _ends_sentence(decision.text):
+            continue  # both rules below are for lines that end no sentence
+        short = not _has_words(decision.text, _HEADING_MAX_WORDS)
+        if _ATTRIBUTION.match(decision.text) and not _has_words(decision.text, 9):
             result[index] = LineDecision(decision.text, "attribution line", decision.block)
-        elif not _ends_sentence(decision.text) and len(words) < _HEADING_MAX_WORDS:
+        elif short:
             result[index] = LineDecision(decision.text, "heading or label", decision.block)
 
     _drop_pull_quotes(result)
@@ -345,11 +388,18 @@ def _drop_pull_quotes(result: list[LineDecision]) -> None:
     words = [_content_words(result[i].text) for i in kept]
     # A pull quote repeats its source, figures included: lines that differ only in their numbers
     # (district-by-district reports, results) are distinct facts, not quotes of each other.
-    numbers = [set(_NUMBER.findall(result[i].text)) for i in kept]
+    numbers: dict[int, set[str]] = {}  # filled on demand: most lines are never compared
+
+    def numbers_of(position: int) -> set[str]:
+        if position not in numbers:
+            numbers[position] = set(_NUMBER.findall(result[kept[position]].text))
+        return numbers[position]
+
     postings: dict[str, list[int]] = {}  # word -> positions in `kept`, ascending
     for position, own in enumerate(words):
         for word in own:
             postings.setdefault(word, []).append(position)
+    frequency = {word: len(positions) for word, positions in postings.items()}
     drop: list[int] = []
     for position, own in enumerate(words):
         if len(own) < _PULL_QUOTE_MIN_WORDS:
@@ -357,7 +407,8 @@ def _drop_pull_quotes(result: list[LineDecision]) -> None:
         # A container holds >= 80% of these words, so it holds one of the (missing + 1) rarest:
         # only lines sharing one of those need comparing, which keeps long pages fast.
         missing = len(own) - math.ceil(_PULL_QUOTE_CONTAINED * len(own))
-        rarest = sorted(own, key=lambda word: len(postings[word]))[: missing + 1]
+        # (Which words win a tie does not matter: any missing + 1 of them would do.)
+        rarest = sorted(own, key=frequency.__getitem__)[: missing + 1]
         low, high = position - _PULL_QUOTE_WINDOW, position + _PULL_QUOTE_WINDOW
         candidates = {
             other
@@ -369,7 +420,7 @@ def _drop_pull_quotes(result: list[LineDecision]) -> None:
             if (
                 len(result[kept[other]].text) > own_length
                 and len(own & words[other]) >= _PULL_QUOTE_CONTAINED * len(own)
-                and numbers[position] <= numbers[other]
+                and numbers_of(position) <= numbers_of(other)
             ):
                 drop.append(kept[position])
                 break

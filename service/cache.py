@@ -60,6 +60,9 @@ def cache_key(request: SummaryRequest, settings: Settings) -> str:
         "base_url": settings.openai_base_url if settings.llm_configured else None,
         "model": settings.model if settings.llm_configured else "extractive",
         "verify_threshold": settings.verify_threshold,
+        # Settings that change what the model is shown or who has the last word on a sentence.
+        "prompt_token_budget": settings.prompt_token_budget if settings.llm_configured else None,
+        "verify_judge_band": settings.verify_judge_band if settings.llm_configured else None,
         "prompts": prompt_versions(),
     }
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))

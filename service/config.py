@@ -199,6 +199,11 @@ class Settings(BaseSettings):
     """A Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat) that public summaries are also posted to."""
     mattermost_token: SecretStr | None = None
     """Token of a Mattermost slash command (`POST /mattermost/commands`)."""
+    prompt_token_budget: int = Field(default=0, ge=0)
+    """With a model: an article whose prompt lines exceed this many (estimated) tokens is condensed to its lead and most central sentences within it (ids kept; verification still uses the whole article); 0 sends every sentence."""
+
+    workers: int = Field(default=0, ge=0)
+    """Worker processes `serve` runs (uvicorn, one shared port); 0: one per CPU (within a cgroup CPU quota). Caps, rate limits, the circuit breaker and /metrics are per process."""
 
     @field_validator(
         "openai_api_key",

@@ -33,7 +33,7 @@ class EmbeddedWorker:
         *,
         concurrency: int,
         lease_s: float,
-        poll_s: float = 0.25,
+        poll_s: float = 1.0,
     ) -> None:
         self.store = store
         self.runner = runner
@@ -63,7 +63,7 @@ class EmbeddedWorker:
                         break
                     task = asyncio.create_task(self._run(job))
                     self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    task.add_done_callback(self._task_done)
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.poll_s):
@@ -76,6 +76,12 @@ class EmbeddedWorker:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
             log.info("embedded worker %s: stopped", self.owner)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        # A freed slot is a reason to look for work now: the poll is only for what no local event
+        # announces (jobs submitted by other processes, retries coming due, lapsed leases).
+        self._tasks.discard(task)
+        self._wake.set()
 
     async def _upkeep(self) -> None:
         # Renew our own leases first, so only dead workers' jobs look abandoned.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 import trafilatura
 
@@ -18,6 +19,9 @@ __all__ = ["extract_html", "ingest"]
 # Raw input this many times over the article cap is refused before any parsing: noise seldom
 # doubles a page, and cleaning a huge input would cost time before the cap could say no.
 _RAW_OVER_CAP = 4
+# Text up to this size is cleaned, segmented and checked in a few milliseconds: on the event loop,
+# that costs less than a worker-thread hop (two context switches, more on a busy machine).
+INLINE_MAX_CHARS = 20_000
 
 
 def extract_html(html: str, url: str | None = None) -> tuple[str, str | None]:
@@ -43,26 +47,38 @@ def extract_html(html: str, url: str | None = None) -> tuple[str, str | None]:
 
 async def ingest(request: SummaryRequest, settings: Settings) -> Document:
     """Turn the request's one input into a Document whose text is ready to segment."""
+    # Cleaning and the checks (which segment the text) are CPU-bound (~0.7 s at the 400k-character
+    # cap): one worker-thread hop runs them, so the event loop stays free (short text: inline).
     if request.text is not None:
         _refuse_blank(request.text, "text")
         _refuse_huge(request.text, "text", settings)
-        # Cleaning is CPU-bound (~0.7 s at the 400k-character cap); keep the event loop free.
-        text, title = await asyncio.to_thread(clean_text, request.text)
-        document = Document(text=text, title=title, content_type="text")
-    elif request.html is not None:
+        if len(request.text) <= INLINE_MAX_CHARS:
+            return _document(request.text, "text", settings)
+        return await asyncio.to_thread(_document, request.text, "text", settings)
+    if request.html is not None:
         _refuse_blank(request.html, "html")
         _refuse_huge(request.html, "html", settings)
-        text, title = await asyncio.to_thread(extract_html, request.html, None)
-        document = Document(text=text, title=title, content_type="html")
-    elif request.url is not None:
+        return await asyncio.to_thread(_document, request.html, "html", settings, is_html=True)
+    if request.url is not None:
         page = await fetch_url(str(request.url), settings)
-        if page.content_type in HTML_TYPES:
-            text, title = await asyncio.to_thread(extract_html, page.text, page.url)
-        else:
-            text, title = await asyncio.to_thread(clean_text, page.text)
-        document = Document(text=text, title=title, source_url=page.url, content_type="url")
-    else:  # SummaryRequest's validator makes this unreachable; say so plainly if it ever is not
-        raise InvalidInput("give exactly one of text, html or url")
+        return await asyncio.to_thread(
+            _document, page.text, "url", settings, is_html=page.content_type in HTML_TYPES, url=page.url
+        )
+    # SummaryRequest's validator makes this unreachable; say so plainly if it ever is not
+    raise InvalidInput("give exactly one of text, html or url")
+
+
+def _document(
+    raw: str,
+    content_type: Literal["text", "html", "url"],
+    settings: Settings,
+    *,
+    is_html: bool = False,
+    url: str | None = None,
+) -> Document:
+    """The checked Document from raw page text or HTML (CPU-bound: see `ingest`)."""
+    text, title = extract_html(raw, url) if is_html else clean_text(raw)
+    document = Document(text=text, title=title, source_url=url, content_type=content_type)
     _check_article(document, settings)
     return document
 

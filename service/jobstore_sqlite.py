@@ -249,12 +249,15 @@ class SQLiteJobStore:
     async def claim_next(self, owner: str, lease_s: float) -> Job | None:
         """Take the oldest runnable queued job: running, attempts + 1, leased to `owner`."""
 
-        def tx(conn: sqlite3.Connection) -> Job | None:
-            now = time.time()
-            row = conn.execute(
+        def next_runnable(conn: sqlite3.Connection, now: float) -> sqlite3.Row | None:
+            return conn.execute(
                 "SELECT id FROM jobs WHERE status = 'queued' AND not_before <= ? ORDER BY created_at LIMIT 1",
                 (now,),
             ).fetchone()
+
+        def tx(conn: sqlite3.Connection) -> Job | None:
+            now = time.time()
+            row = next_runnable(conn, now)
             if row is None:
                 return None
             conn.execute(
@@ -264,6 +267,11 @@ class SQLiteJobStore:
             )
             return _job_from_row(conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (row["id"],)).fetchone())
 
+        # Most polls find nothing: look first without taking the database's write lock (a WAL read
+        # never waits for writers), so idle workers in several processes do not queue on each other.
+        # The claim itself re-reads inside BEGIN IMMEDIATE, so two processes never claim one job.
+        if await self.db.run(lambda conn: next_runnable(conn, time.time())) is None:
+            return None
         return await self.db.transaction(tx)
 
     async def renew_leases(self, owner: str, lease_s: float) -> int:

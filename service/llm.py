@@ -40,6 +40,7 @@ from service.limits import llm_call_slot
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = {408, 409, 429}
+CHAT_COMPLETIONS_PATH = "/chat/completions"
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.S)
 
 
@@ -161,22 +162,29 @@ class LLMClient:
             return {"type": "json_object"}
         return None
 
-    async def _create(self, messages: list[dict[str, str]], response_format: dict[str, Any] | None) -> Any:
-        kwargs: dict[str, Any] = {
+    async def _create(self, messages: list[dict[str, str]], response_format: dict[str, Any] | None) -> dict[str, Any]:
+        """One chat completion as the server's JSON object (a body cut off in transit raises JSONDecodeError)."""
+        body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
             "temperature": self.settings.temperature,
             "max_tokens": self.settings.completion_max_tokens,
         }
         if response_format is not None:
-            kwargs["response_format"] = response_format
+            body["response_format"] = response_format
         # The process-wide slot is held only for the HTTP call, never across a retry's sleep.
         async with llm_call_slot(self.settings), metrics.observe_llm_call():
-            return await self.client.chat.completions.create(**kwargs)
+            # `client.post` (openai's documented way to call an endpoint directly) keeps the client's
+            # auth, base URL, timeout and status-error mapping, but skips `chat.completions.create`'s
+            # per-call walk of the messages against its TypedDicts and the pydantic ChatCompletion it
+            # builds: ~1 ms of CPU per call, on a body (the article) we already built as plain JSON.
+            response = await self.client.post(CHAT_COMPLETIONS_PATH, body=body, cast_to=httpx.Response)
+            completion = json.loads(response.content)
+        return completion if isinstance(completion, dict) else {}
 
     async def _create_with_retries(
         self, messages: list[dict[str, str]], schema_name: str, schema: dict[str, Any]
-    ) -> tuple[Any, int]:
+    ) -> tuple[dict[str, Any], int]:
         """One completion, transport failures retried. Returns (completion, attempts)."""
         s = self.settings
         attempts = 0
@@ -221,7 +229,7 @@ class LLMClient:
 
     async def _create_downgrading(
         self, messages: list[dict[str, str]], schema_name: str, schema: dict[str, Any]
-    ) -> Any:
+    ) -> dict[str, Any]:
         """One request; when the server refuses the structured-output mode, ask again in a plainer one."""
         while True:
             try:
@@ -265,12 +273,11 @@ class LLMClient:
             async with self.breaker.guard():  # breaker.py: fail fast after repeated upstream failures
                 completion, made = await self._create_with_retries(conversation, schema_name, schema)
             attempts += made
-            usage = getattr(completion, "usage", None)
-            prompt_tokens += getattr(usage, "prompt_tokens", 0) or 0
-            completion_tokens += getattr(usage, "completion_tokens", 0) or 0
+            usage = _token_usage(completion)
+            prompt_tokens += usage["prompt"]
+            completion_tokens += usage["completion"]
             metrics.record_llm_tokens(usage)
-            choices = getattr(completion, "choices", None) or []
-            content = choices[0].message.content if choices and choices[0].message else None
+            content = _reply_content(completion)
             try:
                 data = parse_json_reply(content, validate)
             except InvalidOutput as exc:
@@ -295,6 +302,26 @@ class LLMClient:
 
     async def aclose(self) -> None:
         await self.client.close()
+
+
+def _token_usage(completion: dict[str, Any]) -> dict[str, int]:
+    """Prompt and completion tokens as the server reported them (0 when absent or malformed)."""
+    usage = completion.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    return {
+        kind: count if isinstance(count := usage.get(f"{kind}_tokens"), int) and count > 0 else 0
+        for kind in ("prompt", "completion")
+    }
+
+
+def _reply_content(completion: dict[str, Any]) -> str | None:
+    """The first choice's message text, or None when the completion has none."""
+    choices = completion.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    message = choices[0].get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    return content if isinstance(content, str) else None
 
 
 def _short(text: object, limit: int = 200) -> str:

@@ -40,6 +40,8 @@ def _footer(response: SummaryResponse) -> str:
     if usage.llm_calls:
         parts.append(f"{usage.llm_calls} LLM calls, {usage.prompt_tokens}+{usage.completion_tokens} tokens")
     parts.append(f"{response.document.sentence_count} source sentences")
+    if response.excerpt_ids is not None:
+        parts.append(f"model shown an excerpt of {len(response.excerpt_ids)}")
     if response.dropped:
         parts.append(f"{len(response.dropped)} unsupported sentence(s) dropped")
     return " · ".join(parts)

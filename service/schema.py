@@ -109,3 +109,9 @@ class SummaryResponse(BaseModel):
     dropped: list[DroppedSentence]
     timings_ms: dict[str, float]
     chunks: int = 1
+    excerpt_ids: list[str] | None = Field(
+        default=None,
+        description="When the article was condensed to fit CITESUM_PROMPT_TOKEN_BUDGET: the ids of the source"
+        " sentences the model was shown (citations and verification still use the whole article); null when it"
+        " was shown every sentence.",
+    )

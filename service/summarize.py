@@ -6,14 +6,14 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from service.chunking import chunk_budget, chunk_sentences
+from service.chunking import chunk_budget, chunk_sentences, sentence_tokens
 from service.config import Settings
 from service.errors import LLMTimeout, UnprocessableArticle
 from service.extractive import MODEL_NAME as EXTRACTIVE_MODEL
-from service.extractive import summarize_extractive
-from service.ingest import ingest
+from service.extractive import select_excerpt, summarize_extractive
+from service.ingest import INLINE_MAX_CHARS, ingest
 from service.judge import JudgeCost, judge_verifications
 from service.language import check_language
 from service.limits import check_article_tokens
@@ -36,6 +36,7 @@ from service.segment import segment
 from service.verify import DEFAULT_THRESHOLD, SourceIndex, Verification, verify_claim
 
 Progress = Callable[[int, int], None]
+T = TypeVar("T")
 
 SUMMARY_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -74,6 +75,10 @@ class Run:
 
     usage: Usage = field(default_factory=Usage)
     unknown_citations: int = 0
+    # Ids of the sentences the model was shown, when the article was condensed (else None).
+    excerpt_ids: list[str] | None = None
+    # Set when the first model call starts: work not needed before verify waits for it.
+    model_called: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def validate_summary_reply(data: dict[str, Any]) -> None:
@@ -128,6 +133,7 @@ class LLMDrafter:
         return chunk_budget(self.settings.context_window_tokens, reserved, self.settings.chunk_tokens)
 
     async def _ask(self, messages: list[dict[str, str]], allowed: set[str], run: Run) -> list[Draft]:
+        run.model_called.set()
         result = await self.llm.complete_json(
             messages, schema_name="cited_summary", schema=SUMMARY_SCHEMA, validate=validate_summary_reply
         )
@@ -142,13 +148,20 @@ class LLMDrafter:
         self, document: Document, sentences: list[Sentence], max_sentences: int, run: Run, progress: Progress | None
     ) -> tuple[list[Draft], int]:
         """Drafts and the number of chunks used."""
-        chunks = chunk_sentences(sentences, self.budget())
-        all_ids = {s.id for s in sentences}
+        shown, excerpt = await self.condense(document, sentences, run)
+        chunks = chunk_sentences(shown, self.budget())
+        # The model can only cite what it was shown; ids it never saw are removed like unknown ones.
+        all_ids = {s.id for s in shown}
         if progress:
             progress(0, len(chunks))
         if len(chunks) == 1:
             messages = self.summarize_prompt.render(
-                title=document.title, max_sentences=max_sentences, sentences=sentences, part=None, parts=None
+                title=document.title,
+                max_sentences=max_sentences,
+                sentences=shown,
+                part=None,
+                parts=None,
+                excerpt=excerpt,
             )
             drafts = await self._ask(messages, all_ids, run)
             if progress:
@@ -170,6 +183,7 @@ class LLMDrafter:
                     sentences=chunk.sentences,
                     part=index + 1,
                     parts=len(chunks),
+                    excerpt=excerpt,
                 )
                 drafts = await self._ask(messages, set(chunk.ids), run)
             done += 1
@@ -188,6 +202,22 @@ class LLMDrafter:
             lines=[{"ids": d.cited_ids, "text": d.text} for d in partial],
         )
         return await self._ask(messages, all_ids, run), len(chunks)
+
+    async def condense(
+        self, document: Document, sentences: list[Sentence], run: Run
+    ) -> tuple[list[Sentence], dict[str, int] | None]:
+        """The sentences to show the model, and the excerpt note for the prompt (None: all of them).
+
+        Past `prompt_token_budget`, the lead and the most central sentences (extractive ranking)
+        within it; the verifier still checks every summary sentence against the whole article.
+        """
+        budget = self.settings.prompt_token_budget
+        if budget <= 0 or sum(sentence_tokens(s) for s in sentences) <= budget:
+            return sentences, None
+        # Ranking a long article takes tens of milliseconds: off the event loop.
+        shown = await asyncio.to_thread(select_excerpt, sentences, budget, document.title)
+        run.excerpt_ids = [s.id for s in shown]
+        return shown, {"sent": len(shown), "total": len(sentences)}
 
     async def repair(
         self, failing: list[tuple[Draft, Verification]], index: SourceIndex, run: Run
@@ -219,7 +249,7 @@ class ExtractiveDrafter:
     async def draft(
         self, document: Document, sentences: list[Sentence], max_sentences: int, run: Run, progress: Progress | None
     ) -> tuple[list[Draft], int]:
-        picked = await asyncio.to_thread(summarize_extractive, sentences, max_sentences, document.title)
+        picked = await _cpu_bound(document, summarize_extractive, sentences, max_sentences, document.title)
         if progress:
             progress(1, 1)
         return [Draft(s.text, [s.id]) for s in picked], 1
@@ -233,14 +263,25 @@ def citation_for(sentence: Sentence) -> Citation:
     return Citation(sentence_id=sentence.id, start=sentence.start, end=sentence.end, quote=sentence.text)
 
 
-def _prepare(text: str, settings: Settings) -> tuple[list[Sentence], SourceIndex]:
-    """Check the article's size and language, then segment and index it."""
+def _prepare(text: str, settings: Settings) -> list[Sentence]:
+    """Check the article's size and language, then segment it."""
     check_article_tokens(text, settings)  # 413 (limits.py); chars are capped in ingest
     check_language(text, settings)  # 422 unless English (language.py)
     sentences = segment(text)
     if not sentences:
         raise UnprocessableArticle("the article has no sentences to summarize")
-    return sentences, SourceIndex(sentences)
+    return sentences
+
+
+async def _index_while_model_works(sentences: list[Sentence], run: Run) -> SourceIndex:
+    """The verifier's index, built on a worker thread once the first model call has started.
+
+    Preparing the model call (excerpt, prompt, request) is on the critical path and the index is
+    not needed until verify, so it is built while the model works rather than before the call.
+    """
+    await run.model_called.wait()
+    await asyncio.sleep(0)  # let the call get its request out first
+    return await asyncio.to_thread(SourceIndex, sentences)
 
 
 def verify_drafts(
@@ -291,18 +332,25 @@ async def summarize_document(
 ) -> SummaryResponse:
     """Segment, draft, verify and apply the policy to an ingested document."""
     timings = timings if timings is not None else {}
-    # CPU-bound steps run on a worker thread so the event loop keeps answering (acks, health checks).
+    # CPU-bound steps run on a worker thread (for all but short articles): see _cpu_bound.
     started = time.perf_counter()
-    sentences, index = await asyncio.to_thread(_prepare, document.text, settings)
+    sentences = await _cpu_bound(document, _prepare, document.text, settings)
     timings["segment_ms"] = _ms_since(started)
 
     run = Run()
     mark = time.perf_counter()
-    drafts, chunks = await drafter.draft(document, sentences, max_sentences, run, progress)
+    indexing = asyncio.create_task(_index_while_model_works(sentences, run))
+    try:
+        drafts, chunks = await drafter.draft(document, sentences, max_sentences, run, progress)
+    except BaseException:
+        indexing.cancel()
+        raise
     timings["draft_ms"] = _ms_since(mark)
 
     mark = time.perf_counter()
-    checked = await asyncio.to_thread(verify_drafts, drafts, index, settings.verify_threshold)
+    run.model_called.set()  # the embedded drafter calls no model: build the index now
+    index = await indexing
+    checked = await _cpu_bound(document, verify_drafts, drafts, index, settings.verify_threshold)
     timings["verify_ms"] = _ms_since(mark)
 
     if isinstance(drafter, LLMDrafter) and settings.verify_judge_band > 0:
@@ -317,7 +365,7 @@ async def summarize_document(
             mark = time.perf_counter()
             repaired = await drafter.repair(failing, index, run)
             kept = [(d, v) for d, v in checked if v.verdict == "supported"]
-            checked = kept + await asyncio.to_thread(verify_drafts, repaired, index, settings.verify_threshold)
+            checked = kept + await _cpu_bound(document, verify_drafts, repaired, index, settings.verify_threshold)
             timings["repair_ms"] = _ms_since(mark)
 
     summary: list[SummarySentence] = []
@@ -363,6 +411,7 @@ async def summarize_document(
         dropped=dropped,
         timings_ms=timings,
         chunks=chunks,
+        excerpt_ids=run.excerpt_ids,
     )
 
 
@@ -402,6 +451,14 @@ async def summarize_request(
     response.timings_ms["total_ms"] = _ms_since(started)
     record_summary_verdicts(response)
     return response
+
+
+async def _cpu_bound(document: Document, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` on a worker thread, so the event loop keeps answering (acks, health checks);
+    inline for a short article, where the work takes less time than the thread hop."""
+    if len(document.text) <= INLINE_MAX_CHARS:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
 
 
 def _ms_since(start: float) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -72,6 +73,35 @@ def run_events(path: Path) -> list[tuple[str, int, str]]:
     return events
 
 
-def start_api(port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """`python -m service serve` on 127.0.0.1:`port`."""
-    return start_service(["serve", "--host", "127.0.0.1", "--port", str(port)], env, log_path)
+def start_api(port: int, env: dict[str, str], log_path: Path, *, workers: int = 1) -> subprocess.Popen[bytes]:
+    """`python -m service serve` on 127.0.0.1:`port` with `workers` processes.
+
+    One by default: the restart tests SIGKILL the server and mean the process that runs the jobs.
+    """
+    return start_service(
+        ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)], env, log_path
+    )
+
+
+def worker_pids(log_path: Path) -> set[int]:
+    """Pids of the uvicorn server processes a `serve` log (JSON lines) says were started."""
+    pids = set()
+    for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith("{") and "Started server process [" in line:
+            pids.add(int(json.loads(line)["message"].split("[")[1].rstrip("]")))
+    return pids
+
+
+def pid_alive(pid: int) -> bool:
+    """True while a process with this pid exists (and is not a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # no /proc (not Linux): kill(0) said it exists
+        return True

@@ -413,3 +413,48 @@ def test_paragraphs_that_differ_only_in_numbers_are_all_kept() -> None:
     ]
     text, _ = clean_text("\n\n".join(paragraphs))
     assert text.split("\n\n") == paragraphs
+
+
+# --- the shortcuts clean_text takes on long pages change no decision ---------------------------
+
+_LONG_PROSE = "The council debated the budget for hours before the vote was taken. " * 40
+
+
+@pytest.mark.parametrize(
+    ("line", "caption"),
+    [
+        ("Protesters gather in the square. Photograph: Jane Smith", True),
+        (_LONG_PROSE + "Photo: Jane Smith/AP", True),
+        (_LONG_PROSE + "Image credit :  Reuters", True),
+        ("Note: the council also said: photo : Staff", True),
+        ("photograph:x", False),  # the credit needs at least two characters
+        (_LONG_PROSE + "Photo: " + "x" * 70, False),  # and at most 60
+        ("The photo: it showed the mayor at the scene: he was smiling, as reporters noted.", False),
+        ("Telephoto: lenses", False),  # "photo" must start a word
+        (_LONG_PROSE, False),
+    ],
+)
+def test_credit_caption_rule_with_its_start_hint_matches_like_the_plain_pattern(line: str, caption: bool) -> None:
+    from service.boilerplate import _FURNITURE, _matches
+
+    hinted = [rule for rule in _FURNITURE if rule.start is not None]
+    assert hinted
+    for rule in hinted:
+        assert _matches(rule, line, line.casefold()) == (rule.pattern.search(line) is not None)
+    assert any(_matches(rule, line, line.casefold()) for rule in hinted) == caption
+
+
+def test_runs_of_any_space_become_one_space_and_single_spaces_stay() -> None:
+    line = "The  mayor\t\tresigned\u2003on \u00a0Friday, officials said in a statement to the press."
+    body, _ = clean_text(line)
+    assert body == "The mayor resigned on Friday, officials said in a statement to the press."
+
+
+def test_pull_quote_found_with_words_containing_underscores() -> None:
+    body_line = (
+        "The report_2024 draft said that the harbour_fund would cover repairs to the old pier, "
+        "the ferry terminal and the sea wall before the winter storms arrive."
+    )
+    quote = "The harbour_fund would cover repairs to the old pier and the ferry terminal."
+    decisions = explain_lines(f"{body_line}\n\n{quote}\n\nThe mayor welcomed the plan at a meeting on Friday evening.")
+    assert [d.kind for d in decisions] == ["body", "pull quote", "body"]

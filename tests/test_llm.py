@@ -104,6 +104,44 @@ async def test_validation_failure_is_reasked(httpx_mock: HTTPXMock, llm_settings
     assert (await ask(llm_settings, validate=validate)).reasks == 1
 
 
+async def test_the_request_body_is_the_chat_completions_body(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited(("A.", ["s1"]))))
+    await ask(llm_settings)
+    [request] = httpx_mock.get_requests()
+    assert request.method == "POST" and request.headers["content-type"] == "application/json"
+    sent = json.loads(request.content)
+    assert sent == {
+        "model": llm_settings.model,
+        "messages": MESSAGES,
+        "temperature": llm_settings.temperature,
+        "max_tokens": llm_settings.completion_max_tokens,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "cited_summary", "schema": SCHEMA, "strict": True},
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        {"choices": [], "usage": {"prompt_tokens": 5}},
+        {"choices": [{"message": {"role": "assistant", "content": None}}]},
+        {"choices": [{"message": {"role": "assistant", "content": ["not", "text"]}}], "usage": None},
+        ["not", "an", "object"],
+    ],
+)
+async def test_a_completion_without_usable_content_is_reasked(
+    httpx_mock: HTTPXMock, llm_settings: Settings, completion: object
+) -> None:
+    httpx_mock.add_response(url=CHAT_URL, json=completion)
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited(("A.", ["s1"])), prompt_tokens=7, completion_tokens=3))
+    result = await ask(llm_settings)
+    assert result.reasks == 1 and result.data["sentences"][0]["text"] == "A."
+    first_prompt_tokens = (completion.get("usage") or {}).get("prompt_tokens", 0) if isinstance(completion, dict) else 0
+    assert (result.prompt_tokens, result.completion_tokens) == (7 + first_prompt_tokens, 3)
+
+
 async def test_server_without_json_schema_falls_back(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
     httpx_mock.add_response(url=CHAT_URL, status_code=400, json={"error": {"message": "response_format json_schema is not supported"}})
     httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited(("A.", ["s1"]))))

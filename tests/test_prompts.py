@@ -9,7 +9,9 @@ from service.prompts import PROMPTS_DIR, available_prompts, load_prompt, parse_p
 from service.segment import segment
 
 VALUES = {
-    "summarize": lambda s: {"title": "T", "max_sentences": 3, "sentences": s, "part": None, "parts": None},
+    "summarize": lambda s: {
+        "title": "T", "max_sentences": 3, "sentences": s, "part": None, "parts": None, "excerpt": None
+    },
     "combine": lambda s: {"title": None, "max_sentences": 3, "lines": [{"ids": [x.id], "text": x.text} for x in s]},
     "judge": lambda s: {"items": [{"claim": "X.", "evidence": s[:2]}]},
     "repair": lambda s: {"max_sentences": 1, "items": [{"text": "X.", "reason": "r", "evidence": s[:2]}]},
@@ -39,7 +41,7 @@ def test_summarize_prompt_lists_sentences_with_ids(seed_text: str) -> None:
 
 def test_missing_variable_is_an_error() -> None:
     with pytest.raises(jinja2.UndefinedError):
-        load_prompt("summarize").render(title=None, sentences=[], part=None, parts=None)
+        load_prompt("summarize").render(title=None, sentences=[], part=None, parts=None, excerpt=None)
 
 
 def test_article_text_is_a_value_not_template_source() -> None:
@@ -61,3 +63,24 @@ def test_malformed_prompt_files_are_refused(text: str) -> None:
 
 def test_prompts_dir_is_the_repo_folder() -> None:
     assert PROMPTS_DIR.name == "prompts" and (PROMPTS_DIR / "summarize.md").is_file()
+
+
+def test_summarize_prompt_says_when_the_sentences_are_an_excerpt(seed_text: str) -> None:
+    sentences = segment(seed_text)
+    values = VALUES["summarize"](sentences[:4])
+    _, whole = load_prompt("summarize").render(**values)
+    _, excerpt = load_prompt("summarize").render(**{**values, "excerpt": {"sent": 4, "total": len(sentences)}})
+    assert "excerpt" not in whole["content"]
+    assert f"this is an excerpt: its opening and its most central sentences, 4 of {len(sentences)}" in excerpt["content"]
+    assert excerpt["content"].endswith(whole["content"].split("Source sentences", 1)[1])
+
+
+@pytest.mark.parametrize("expression", ["s.__class__", "s.__dict__", "s.__init__.__globals__"])
+def test_the_sandbox_still_refuses_internals_of_the_models_it_reads(expression: str) -> None:
+    from jinja2.exceptions import SecurityError
+
+    from service.schema import Sentence
+
+    prompt = parse_prompt(f"---\nname: t\nversion: 1\n---\n[system]\n{{{{ {expression} }}}}\n[user]\nx\n")
+    with pytest.raises(SecurityError):
+        prompt.render(s=Sentence(id="s1", start=0, end=3, text="Hi."))

@@ -58,3 +58,9 @@ def test_markdown_uses_footnotes() -> None:
 
 def test_empty_summary_says_so() -> None:
     assert "could be verified" in render_text(response(summary=[]))
+
+
+def test_footer_says_when_the_model_saw_an_excerpt() -> None:
+    assert "excerpt" not in render_text(response())
+    out = render_text(response(excerpt_ids=["s1"]), width=300)
+    assert "2 source sentences · model shown an excerpt of 1" in out

@@ -10,8 +10,11 @@ import httpx
 import pytest
 from pytest_httpx import HTTPXMock
 
+from service.boilerplate import clean_text
+from service.chunking import sentence_tokens
 from service.config import Settings
 from service.errors import LLMTimeout
+from service.extractive import rank_sentences, select_excerpt
 from service.ingest import ingest
 from service.llm import LLMClient
 from service.schema import SummaryRequest, SummaryResponse
@@ -82,7 +85,7 @@ async def test_llm_sentences_come_back_verified(httpx_mock: HTTPXMock, llm_setti
     ]
     assert all(s.verdict == "supported" for s in response.summary)
     assert response.provider == "openai-compatible" and response.model == "gpt-4o-mini"
-    assert response.prompt_version == "summarize/v1"
+    assert response.prompt_version == "summarize/v2"
     assert (response.usage.llm_calls, response.usage.prompt_tokens, response.usage.completion_tokens) == (1, 900, 60)
     assert_citations_exact(response)
     prompt = json.loads(httpx_mock.get_requests()[0].content)["messages"][1]["content"]
@@ -186,7 +189,7 @@ async def test_long_article_goes_through_map_and_combine(httpx_mock: HTTPXMock, 
     requests = httpx_mock.get_requests()
     assert response.chunks > 2 and len(requests) == response.chunks + 1 == response.usage.llm_calls
     assert peak <= 2  # the map concurrency bound held
-    assert response.prompt_version == "summarize/v1+combine/v1"
+    assert response.prompt_version == "summarize/v2+combine/v1"
     combine_prompt = json.loads(requests[-1].content)["messages"][1]["content"]
     assert "partial summaries" in json.loads(requests[-1].content)["messages"][0]["content"]
     assert "[s1] " in combine_prompt  # the combine step sees original source ids
@@ -222,3 +225,60 @@ async def test_judge_stage_rules_on_unsure_sentences_and_its_cost_is_counted(
     assert (response.usage.llm_calls, response.usage.prompt_tokens) == (2, 1050)
     judge_prompt = json.loads(httpx_mock.get_requests()[1].content)["messages"][1]["content"]
     assert claim in judge_prompt and "400km" in judge_prompt
+
+
+# --- condensing a long article to fit CITESUM_PROMPT_TOKEN_BUDGET ---------------------------
+
+
+async def test_over_the_prompt_budget_the_model_sees_an_excerpt_but_verification_uses_the_whole_article(
+    httpx_mock: HTTPXMock, llm_settings: Settings, seed_text: str
+) -> None:
+    settings = llm_settings.model_copy(update={"prompt_token_budget": 500})
+    document = await ingest(SummaryRequest(text=seed_text), settings)
+    sentences = segment(document.text)
+    shown = select_excerpt(sentences, 500, document.title)
+    shown_ids = [s.id for s in shown]
+    assert 3 < len(shown) < len(sentences) and shown_ids[:3] == ["s1", "s2", "s3"]
+    hidden = next(s for s in sentences if s.id not in shown_ids and len(s.text.split()) >= 12)
+    reply = cited(
+        (shown[3].text, [shown[3].id, hidden.id]),  # an id the model never saw is removed
+        (hidden.text, [shown[0].id]),  # true, but only the unsent part of the article says so
+    )
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(reply))
+    response = await run(settings, text=seed_text)
+
+    prompt = json.loads(httpx_mock.get_requests()[0].content)["messages"][1]["content"]
+    assert [ids for ids, _ in LINE.findall(prompt)] == shown_ids
+    assert f"this is an excerpt: its opening and its most central sentences, {len(shown)} of {len(sentences)}" in prompt
+    assert response.excerpt_ids == shown_ids and response.document.sentence_count == len(sentences)
+    first, second = sorted(response.summary, key=lambda s: s.text != shown[3].text)
+    assert [c.sentence_id for c in first.citations] == [shown[3].id] and not first.recited
+    assert second.verdict == "supported" and second.recited
+    assert [c.sentence_id for c in second.citations] == [hidden.id]
+    assert_citations_exact(response)
+
+
+async def test_within_the_prompt_budget_every_sentence_is_sent(
+    httpx_mock: HTTPXMock, llm_settings: Settings, seed_text: str
+) -> None:
+    for budget in (0, 100_000):  # 0 (the default) turns condensing off
+        httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited(("Putin has no good options.", ["s1"]))))
+        response = await run(llm_settings.model_copy(update={"prompt_token_budget": budget}), text=seed_text)
+        prompt = json.loads(httpx_mock.get_requests()[-1].content)["messages"][1]["content"]
+        assert len(LINE.findall(prompt)) == response.document.sentence_count
+        assert "excerpt" not in prompt and response.excerpt_ids is None
+    assert Settings().prompt_token_budget == 0
+
+
+def test_select_excerpt_keeps_the_lead_and_the_top_ranked_sentences_in_article_order(seed_text: str) -> None:
+    text, title = clean_text(seed_text)
+    sentences = segment(text)
+    total = sum(sentence_tokens(s) for s in sentences)
+    assert select_excerpt(sentences, total, title) == sentences
+    for budget in (50, 300, total // 2, total - 1):
+        shown = select_excerpt(sentences, budget, title)
+        assert sum(sentence_tokens(s) for s in shown) <= budget
+        assert [s.start for s in shown] == sorted(s.start for s in shown)
+        assert set(shown) < set(sentences) and shown == select_excerpt(sentences, budget, title)
+    shown = select_excerpt(sentences, total // 2, title)
+    assert shown[:3] == sentences[:3] and rank_sentences(sentences, title)[0][1] in shown
