@@ -203,7 +203,7 @@ class Settings(BaseSettings):
     """With a model: an article whose prompt lines exceed this many (estimated) tokens is condensed to its lead and most central sentences within it (ids kept; verification still uses the whole article); 0 sends every sentence."""
 
     workers: int = Field(default=0, ge=0)
-    """Worker processes `serve` runs (uvicorn, one shared port); 0: one per CPU (within a cgroup CPU quota). Caps, rate limits, the circuit breaker and /metrics are per process."""
+    """Worker processes `serve` runs (uvicorn, one shared port); 0: one per CPU (within a cgroup CPU quota). Caps, rate limits and the circuit breaker are per process; /metrics sums all workers."""
 
     @field_validator(
         "openai_api_key",
