@@ -98,12 +98,13 @@ def main(argv: list[str] | None = None) -> int:
             "process tree's."
         )
     cpu = throughput.get("c64", {}).get("server_cpu_ms_per_request")
-    if cpu:
+    ideal = throughput.get("c64", {}).get("ideal_rps")
+    if cpu and ideal:
         bench.notes.append(
-            f"The server spent {cpu} ms of CPU per seed request at 64 clients: one process tops out near "
-            f"{1000 / cpu:.0f} req/s on one core, while 64 clients at ~0.45 s need ~140 req/s "
-            f"(≤ {1000 / 140:.1f} ms CPU per request on one core; the {cores} cores are shared with the "
-            "simulated model and the load generator)."
+            f"The server spent {cpu} ms of CPU per seed request at 64 clients, so even with all {cores} cores "
+            f"to itself it would top out near {cores * 1000 / cpu:.0f} req/s; the ideal is {ideal:.0f} req/s, "
+            f"which allows at most {cores * 1000 / ideal:.1f} ms of CPU per request for the server, the "
+            "simulated model and the load generator together (they share the same cores)."
         )
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
