@@ -11,7 +11,10 @@ from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+# A wheel ships the templates inside the package (pyproject maps prompts/ to service/prompt_templates/);
+# a checkout or an editable install reads the repository's prompts/ folder.
+_PACKAGED = Path(__file__).resolve().parent / "prompt_templates"
+PROMPTS_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parent.parent / "prompts"
 _FRONT_MATTER = re.compile(r"\A---\n(?P<meta>.*?)\n---\n(?P<body>.*)\Z", re.S)
 _SECTION = re.compile(r"^\[(system|user)\]\n", re.M)
 

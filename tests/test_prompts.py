@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
 import jinja2
 import pytest
 
 from service.prompts import PROMPTS_DIR, available_prompts, load_prompt, parse_prompt
 from service.segment import segment
+
+ROOT = Path(__file__).resolve().parents[1]
 
 VALUES = {
     "summarize": lambda s: {
@@ -63,6 +72,24 @@ def test_malformed_prompt_files_are_refused(text: str) -> None:
 
 def test_prompts_dir_is_the_repo_folder() -> None:
     assert PROMPTS_DIR.name == "prompts" and (PROMPTS_DIR / "summarize.md").is_file()
+
+
+def test_a_wheel_carries_the_prompts_inside_the_package(tmp_path: Path) -> None:
+    # pyproject maps prompts/ into the package, so an installed wheel has the templates...
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    assert "service.prompt_templates" in config["packages"]
+    assert config["package-dir"]["service.prompt_templates"] == "prompts"
+    assert config["package-data"]["service.prompt_templates"] == ["*.md"]
+    # ...and service/prompts.py reads them there (a wheel's layout, no repository beside it).
+    shutil.copytree(ROOT / "service", tmp_path / "service", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "prompts", tmp_path / "service" / "prompt_templates")
+    probe = "import service.prompts as p; print(p.PROMPTS_DIR); print(p.load_prompt('summarize').label)"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert out[0] == str(tmp_path / "service" / "prompt_templates")
+    assert out[1] == load_prompt("summarize").label
 
 
 def test_summarize_prompt_says_when_the_sentences_are_an_excerpt(seed_text: str) -> None:

@@ -1,0 +1,441 @@
+"""Pasted news-page text → the article's paragraphs and headline, with page furniture removed.
+
+News pages copied as text carry navigation, player widgets, captions, promos, pull quotes and
+author bios. None of that may become summary material, so every line is judged in three passes:
+
+1. furniture patterns, line by line: site UI labels, video timers, captions and photo credits,
+   promos and newsletter boxes, cookie banners, copyright, bylines, and lines printed twice;
+2. hard-wrapped prose lines that survived are joined back into paragraphs;
+3. structure: the headline (a Title-Case line with no sentence-final punctuation near the top),
+   headings and labels (short lines that end no sentence), dash-led attribution lines, pull
+   quotes (a line whose content words are mostly inside a longer nearby line) and author bios.
+
+`explain_lines` returns every decision with its reason, so a surprising cut can be traced.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import islice
+
+__all__ = ["LineDecision", "clean_text", "explain_lines"]
+
+# Closing marks that may follow a sentence's final punctuation: `... ready for.”`
+_CLOSERS = "\"'”’»)]}›"
+_SENTENCE_END = ".!?…。！？؟।"
+# Short lines that end no sentence are headings, labels or video titles; real paragraphs this
+# short without final punctuation are rare, and keeping a label costs more than losing one.
+_HEADING_MAX_WORDS = 12
+_TITLE_MAX_WORDS = 25
+_TITLE_SEARCH_LINES = 6
+# A pull quote repeats a body paragraph; compare only with paragraphs this close (bounded cost).
+_PULL_QUOTE_WINDOW = 30
+_PULL_QUOTE_MIN_WORDS = 6
+_PULL_QUOTE_CONTAINED = 0.8
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+_UI_LABELS = frozenset(
+    label.strip()
+    for label in """
+    accessibility links|skip to main content|skip to content|skip navigation|breaking news|please wait
+    |loading|no media source currently available|advertisement|advertisements|ad|sponsored
+    |sponsored content|paid content|share|share this|share this article|share this story
+    |share this page|share article|tweet|email|print|copy link|link copied|comments|view comments
+    |show comments|read more|continue reading|show more|load more|see more|back to top|menu
+    |search|close|open menu|main menu|navigation|play|play video|watch|watch video|listen
+    |listen to this article|pause|mute|unmute|full screen|image|photo|video|audio|gallery|enlarge
+    |toggle caption|hide caption|caption|most read|most popular|trending|related|related articles
+    |related stories|related content|more stories|recommended|you may also like|topics|tags
+    |newsletter|subscribe|subscribe now|sign in|log in|register|accept|accept all|reject all
+    |manage cookies|cookie settings|got it|home|live|follow|follow us|top stories|latest news
+    """.replace("\n", "").split("|")
+)
+
+_MONTHS = (
+    r"(?:january|february|march|april|may|june|july|august|september|october|november|december"
+    r"|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)\b"
+)
+_DAYS = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tue|tues|wed|thu|thurs|fri|sat|sun)\b"
+_TIME = r"(?:\d{1,2}:)?\d{1,2}:\d{2}"
+_NAME = r"[A-Z][\w'’.-]+(?:\s+[A-Z][\w'’.-]+){0,3}"
+_AGENCIES = r"AP|AFP|Reuters|REUTERS|Getty Images|EPA|Bloomberg|Shutterstock|Alamy|PA"
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """A furniture pattern; `needs` are cheap substrings (casefolded) without which it cannot match.
+
+    `start`, when given, returns the earliest index a match can start at (None: no match is
+    possible); the pattern is then searched from there, so a long paragraph is not scanned whole.
+    """
+
+    reason: str
+    pattern: re.Pattern[str]
+    needs: tuple[str, ...] = ()
+    start: Callable[[str], int | None] | None = None
+
+
+def _before_last_colon(line: str) -> int | None:
+    """Start bound for `keyword\\s*:\\s*credit$` patterns: the colon matched is the line's last one
+    (nothing after it may be a colon), and the keyword before it is at most 10 characters long."""
+    colon = line.rfind(":")
+    if colon < 0:
+        return None
+    while colon > 0 and line[colon - 1].isspace():
+        colon -= 1
+    return max(0, colon - len("photograph"))
+
+
+# A line matching any rule is page furniture, whatever else it says. Unanchored patterns carry
+# `needs`: scanning every prose line with them is most of clean_text's time otherwise.
+_FURNITURE: list[_Rule] = [
+    _Rule("video timer", re.compile(rf"^{_TIME}(?:\s+{_TIME})*$")),
+    _Rule("media label", re.compile(r"^\d+\s*x\s*\d+\s+(?:image|photo|video)$", re.I)),
+    _Rule("media label", re.compile(r"^(?:image|photo|picture|slide|video)\s+\d+\s+(?:of|/)\s+\d+$", re.I)),
+    _Rule("media label", re.compile(r"^\d+\s+min(?:ute)?s?\s+(?:read|watch|listen)$", re.I)),
+    _Rule(
+        "caption",
+        re.compile(
+            r"\([^()]*\b(?:photo|photograph|image|picture|file|illustration|graphic|screenshot"
+            r"|screengrab|video still)\b[^()]*\)\s*\.?$",
+            re.I,
+        ),
+        ("photo", "image", "picture", "file", "illustration", "graphic", "screen", "video still"),
+    ),
+    _Rule("caption", re.compile(rf"\((?:{_AGENCIES})\b[^()]*\)\s*\.?$"), (")",)),
+    _Rule("caption", re.compile(r"^(?:photo|image|picture|caption|photograph)s?(?:\s+credit)?\s*:", re.I)),
+    _Rule(
+        "caption",
+        re.compile(r"\b(?:photograph|photo|image|picture|credit)\s*:\s*[\w .,'’&/-]{2,60}$", re.I),
+        ("photo", "image", "picture", "credit"),
+        _before_last_colon,
+    ),
+    _Rule("caption", re.compile(rf"(?:/|\|)\s*(?:{_AGENCIES})\s*$"), ("/", "|")),
+    _Rule("caption", re.compile(r"\b(?:REUTERS|AFP|AP|EPA)/[A-Z][\w .-]+$"), ("/",)),
+    _Rule("copyright", re.compile(r"^(?:©|\(c\)|copyright)\s*(?:©\s*)?(?:\d{4}|by\b)", re.I)),
+    _Rule("copyright", re.compile(r"\ball rights reserved\b", re.I), ("rights reserved",)),
+    _Rule(
+        "cookie banner",
+        re.compile(
+            r"\b(?:we|this (?:web)?site|our (?:web)?site|our partners)\s+uses?\s+cookies\b"
+            r"|\b(?:accept|reject|manage)\s+(?:all\s+)?cookies\b|\bcookie\s+(?:settings|preferences|consent)\b",
+            re.I,
+        ),
+        ("cookie",),
+    ),
+    _Rule(
+        "promo",
+        re.compile(r"\b(?:sign up|subscribe)\b.{0,60}\b(?:newsletter|inbox|alerts|podcast)\b", re.I),
+        ("sign up", "subscribe"),
+    ),
+    _Rule("promo", re.compile(r"^(?:sign up|subscribe|register now|log in|sign in)\b", re.I)),
+    _Rule(
+        "promo",
+        re.compile(
+            r"^(?:read|follow|explore|see|get|watch|listen to|catch up on|keep up with|stay up to date with)"
+            r"\s+(?:all\s+)?(?:of\s+)?(?:our|the latest)\b",
+            re.I,
+        ),
+    ),
+    _Rule("promo", re.compile(r"^(?:click|tap) here\b|^follow (?:us|him|her|them|@)|^download (?:our|the)\b", re.I)),
+    _Rule(
+        "promo",
+        re.compile(r"\bbelow (?:this )?advertisement$|^advertisement\b(?:\W+\w+){0,5}\W*$", re.I),
+        ("advertisement",),
+    ),
+    _Rule(
+        "related link",
+        re.compile(
+            r"^(?:related|read more|read also|also read|see also|more|recommended|related coverage"
+            r"|related stories|watch|listen|more on this story|more from [\w ]{1,30})\s*:",
+            re.I,
+        ),
+    ),
+    _Rule("share bar", re.compile(r"^(?:share (?:on|via) \w+\s*)+$", re.I)),
+    _Rule("byline", re.compile(rf"^[Bb][Yy]\s+{_NAME}(?:\s*(?:,|and|&)\s*{_NAME})*\s*$")),
+    _Rule(
+        "timestamp",
+        re.compile(
+            r"^(?:published|updated|posted|last updated|first published|modified)\s*:?\s*(?:on\s+|at\s+)?"
+            rf"(?:\d|{_MONTHS}|{_DAYS}|today|yesterday|an? (?:hour|minute|day)s? ago)",
+            re.I,
+        ),
+    ),
+    _Rule("credit line", re.compile(r"^(?:additional )?reporting by\b|^(?:writing|editing) by\b", re.I)),
+    _Rule(
+        "credit line",
+        re.compile(r"\bcontributed (?:reporting|to this (?:report|article|story))\.?$", re.I),
+        ("contributed",),
+    ),
+]
+
+_ATTRIBUTION = re.compile(r"^(?:-{1,2}|—|–|―)\s*\S")
+_BIO = re.compile(
+    rf"^{_NAME}\s+(?:is|was|has been|covers|writes|reports)\b.{{0,120}}?"
+    r"\b(?:journalist|reporter|correspondent|writer|editor|contributor|columnist|author|producer"
+    r"|photographer|freelancer|bureau chief)\b"
+)
+_BULLETS = "•·▪►▶◦‣⁃◆■"
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u2060\ufeff]")
+# Runs of spaces, tabs and Unicode spaces, each to become one " ". A lone " " (most of them) is not
+# matched, which halves the time on long pages; the result is the same.
+_SPACES = re.compile(
+    r" [ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+"
+    r"|[\t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000][ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]*"
+)
+# The characters of _SPACES other than " ": without them and without "  ", _SPACES matches nothing.
+_ODD_SPACES = "\t\u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f\u3000"
+_PUNCTUATION = re.compile(r"[^\w\s]")
+_LABEL_MAX_CHARS = 60  # the longest site label, "no media source currently available", is 35
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+_PLAIN_WORD = re.compile(r"\w+(?:'\w+)*")  # _WORD, on text without "_" and "’" (and faster)
+_STOPWORDS = frozenset(
+    """a an the and or but if of to in on at by for from with as is are was were be been being it its
+    this that these those he she they we you i his her their our your my me him them us not no so than
+    then there here what which who whom whose when where why how all any each some such also just very
+    into over under about after before more most other only own same too can will would should could
+    has have had do does did said says say""".split()
+)
+
+
+@dataclass(frozen=True)
+class LineDecision:
+    """One input line (or hard-wrapped lines joined) and what clean_text did with it."""
+
+    text: str
+    kind: str  # "body", "title", or the reason it was dropped
+    block: int  # index of the blank-line-separated block it came from
+
+    @property
+    def kept(self) -> bool:
+        """True when the line is article body text."""
+        return self.kind == "body"
+
+
+def clean_text(raw: str) -> tuple[str, str | None]:
+    """Return (article paragraphs joined by blank lines, headline or None) from pasted page text."""
+    decisions = explain_lines(raw)
+    title = next((d.text for d in decisions if d.kind == "title"), None)
+    body = "\n\n".join(d.text for d in decisions if d.kept)
+    return body, title
+
+
+def explain_lines(raw: str) -> list[LineDecision]:
+    """Judge every line of `raw`: kept as body, taken as the title, or dropped with a reason."""
+    lines = _normalised_lines(raw)
+    decisions = _furniture_pass(lines)
+    decisions = _join_wrapped(decisions)
+    return _structure_pass(decisions)
+
+
+def _normalised_lines(raw: str) -> list[tuple[str, int]]:
+    """Non-empty lines with their block number; controls removed, spaces and bullets tidied."""
+    text = unicodedata.normalize("NFC", raw.replace("\r\n", "\n").replace("\r", "\n"))
+    # Neither pattern matches "\n", so one pass over the whole text equals one per line.
+    text = _CONTROL.sub("", text)
+    if "  " in text or any(char in text for char in _ODD_SPACES):  # most pasted text has neither
+        text = _SPACES.sub(" ", text)
+    lines: list[tuple[str, int]] = []
+    block = 0
+    for line in text.split("\n"):
+        line = line.strip().lstrip(_BULLETS).strip()
+        if line:
+            lines.append((line, block))
+        else:
+            block += 1
+    return lines
+
+
+def _label_key(line: str) -> str:
+    return " ".join(_PUNCTUATION.sub(" ", line).casefold().split())
+
+
+def _furniture_pass(lines: list[tuple[str, int]]) -> list[LineDecision]:
+    folds = [line.casefold() for line, _ in lines]
+    keys = [" ".join(folded.split()) for folded in folds]
+    counts: dict[str, int] = {}
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
+    # A page pasted twice repeats most of its paragraphs: keep the first copy of each then.
+    prose = [key for key in keys if key.count(" ") >= 7]  # 8+ words (keys are single-spaced)
+    pasted_twice = bool(prose) and sum(counts[key] > 1 for key in prose) > len(prose) / 2
+    seen: set[str] = set()
+    decisions = []
+    for (line, block), key, folded in zip(lines, keys, folds, strict=True):
+        repeated = counts[key] > 1 and (not pasted_twice or key in seen)
+        seen.add(key)
+        if (len(line) <= _LABEL_MAX_CHARS and _label_key(line) in _UI_LABELS) or not _WORD.search(line):
+            kind = "site label"
+        elif repeated:
+            # A line printed twice is a caption or widget echo; neither copy is article text.
+            kind = "repeated line"
+        else:
+            kind = next((rule.reason for rule in _FURNITURE if _matches(rule, line, folded)), "body")
+        decisions.append(LineDecision(line, kind, block))
+    return decisions
+
+
+def _matches(rule: _Rule, line: str, folded: str) -> bool:
+    if rule.needs and not any(need in folded for need in rule.needs):
+        return False
+    if rule.start is None:
+        return rule.pattern.search(line) is not None
+    # search(line, pos) still sees the characters before pos, so \b and lookbehinds are unchanged.
+    start = rule.start(line)
+    return start is not None and rule.pattern.search(line, start) is not None
+
+
+def _ends_sentence(line: str) -> bool:
+    stripped = line.rstrip(_CLOSERS + " ")
+    return bool(stripped) and stripped[-1] in _SENTENCE_END
+
+
+def _words(line: str) -> list[str]:
+    return _WORD.findall(line)
+
+
+def _has_words(line: str, n: int) -> bool:
+    """len(_words(line)) >= n, without reading a long paragraph to its end."""
+    return sum(1 for _ in islice(_WORD.finditer(line), n)) >= n
+
+
+def _join_wrapped(decisions: list[LineDecision]) -> list[LineDecision]:
+    """Join a kept line onto the previous one when the text was hard-wrapped mid-sentence."""
+    joined: list[LineDecision] = []
+    for decision in decisions:
+        previous = joined[-1] if joined else None
+        if (
+            previous is not None
+            and previous.kept
+            and decision.kept
+            and previous.block == decision.block
+            and not _ends_sentence(previous.text)
+            # A lower-case start means a sentence continues; a long line ending in a comma too.
+            and (decision.text[0].islower() or (len(previous.text) >= 40 and previous.text[-1] in ",;"))
+        ):
+            joined[-1] = LineDecision(f"{previous.text} {decision.text}", "body", previous.block)
+        else:
+            joined.append(decision)
+    return joined
+
+
+def _looks_like_headline(line: str) -> bool:
+    words = _words(line)
+    if not 3 <= len(words) <= _TITLE_MAX_WORDS or _ends_sentence(line):
+        return False
+    significant = [w for w in words if len(w) >= 4 and w[0].isalpha()]
+    capitalised = [w for w in significant if w[0].isupper()]
+    return len(significant) >= 2 and len(capitalised) >= 0.75 * len(significant)
+
+
+def _find_title(decisions: list[LineDecision]) -> int | None:
+    """Index of the headline: the first Title-Case line without final punctuation near the top."""
+    candidates: list[int] = []
+    for index, decision in enumerate(decisions):
+        if not decision.kept:
+            continue
+        if _ends_sentence(decision.text) and _has_words(decision.text, 8):
+            break  # the article body has started
+        candidates.append(index)
+        if len(candidates) >= _TITLE_SEARCH_LINES:
+            break
+    for index in candidates:
+        if _looks_like_headline(decisions[index].text):
+            return index
+    # Sentence-case headlines ("Putin has no good options") are common too.
+    for index in candidates:
+        text = decisions[index].text
+        if 4 <= len(_words(text)) <= _TITLE_MAX_WORDS and not _ends_sentence(text):
+            return index
+    return None
+
+
+def _content_words(line: str) -> set[str]:
+    folded = line.casefold().replace("’", "'")
+    words = set((_WORD if "_" in folded else _PLAIN_WORD).findall(folded))
+    words -= _STOPWORDS
+    return {w for w in words if len(w) >= 3}
+
+
+def _structure_pass(decisions: list[LineDecision]) -> list[LineDecision]:
+    result = list(decisions)
+    title_index = _find_title(result)
+    if title_index is not None:
+        result[title_index] = LineDecision(result[title_index].text, "title", result[title_index].block)
+
+    for index, decision in enumerate(result):
+        if not decision.kept or _ends_sentence(decision.text):
+            continue  # both rules below are for lines that end no sentence
+        short = not _has_words(decision.text, _HEADING_MAX_WORDS)
+        if _ATTRIBUTION.match(decision.text) and not _has_words(decision.text, 9):
+            result[index] = LineDecision(decision.text, "attribution line", decision.block)
+        elif short:
+            result[index] = LineDecision(decision.text, "heading or label", decision.block)
+
+    _drop_pull_quotes(result)
+    _drop_author_bio(result)
+    return result
+
+
+def _drop_pull_quotes(result: list[LineDecision]) -> None:
+    """Drop a line whose content words mostly appear in one longer body line nearby."""
+    kept = [i for i, d in enumerate(result) if d.kept]
+    words = [_content_words(result[i].text) for i in kept]
+    # A pull quote repeats its source, figures included: lines that differ only in their numbers
+    # (district-by-district reports, results) are distinct facts, not quotes of each other.
+    numbers: dict[int, set[str]] = {}  # filled on demand: most lines are never compared
+
+    def numbers_of(position: int) -> set[str]:
+        if position not in numbers:
+            numbers[position] = set(_NUMBER.findall(result[kept[position]].text))
+        return numbers[position]
+
+    postings: dict[str, list[int]] = {}  # word -> positions in `kept`, ascending
+    for position, own in enumerate(words):
+        for word in own:
+            postings.setdefault(word, []).append(position)
+    frequency = {word: len(positions) for word, positions in postings.items()}
+    drop: list[int] = []
+    for position, own in enumerate(words):
+        if len(own) < _PULL_QUOTE_MIN_WORDS:
+            continue
+        # A container holds >= 80% of these words, so it holds one of the (missing + 1) rarest:
+        # only lines sharing one of those need comparing, which keeps long pages fast.
+        missing = len(own) - math.ceil(_PULL_QUOTE_CONTAINED * len(own))
+        # (Which words win a tie does not matter: any missing + 1 of them would do.)
+        rarest = sorted(own, key=frequency.__getitem__)[: missing + 1]
+        low, high = position - _PULL_QUOTE_WINDOW, position + _PULL_QUOTE_WINDOW
+        candidates = {
+            other
+            for word in rarest
+            for other in postings[word][bisect_left(postings[word], low) : bisect_right(postings[word], high)]
+        }
+        own_length = len(result[kept[position]].text)
+        for other in candidates:
+            if (
+                len(result[kept[other]].text) > own_length
+                and len(own & words[other]) >= _PULL_QUOTE_CONTAINED * len(own)
+                and numbers_of(position) <= numbers_of(other)
+            ):
+                drop.append(kept[position])
+                break
+    for index in drop:
+        result[index] = LineDecision(result[index].text, "pull quote", result[index].block)
+
+
+def _drop_author_bio(result: list[LineDecision]) -> None:
+    """Drop 'Name is a ... journalist' lines at the end of the page or right after a name line."""
+    kept = [i for i, d in enumerate(result) if d.kept]
+    tail = set(kept[-3:])
+    for index in kept:
+        previous = result[index - 1] if index > 0 else None
+        after_name_line = (
+            previous is not None and previous.kind == "heading or label" and bool(re.fullmatch(_NAME, previous.text))
+        )
+        if (index in tail or after_name_line) and _BIO.search(result[index].text):
+            result[index] = LineDecision(result[index].text, "author bio", result[index].block)
