@@ -252,6 +252,31 @@ def test_problem_json_errors_show_title_and_detail(page: Page, real_app_url: str
     save_screenshot(page, "web-error.png")
 
 
+def test_a_server_with_api_keys_asks_for_one_and_the_page_sends_it(
+    page: Page, serve: Callable[[FastAPI], str]
+) -> None:
+    url = serve(create_app(Settings(provider="embedded", api_keys="k-browser-1")))
+    page.goto(url + "/")
+    expect(page.locator("#key-field")).to_be_hidden()  # open servers never show it
+    page.fill("#text", SEED_TEXT)
+    with page.expect_response("**/v1/summaries") as refused:
+        page.click("#submit")
+    assert refused.value.status == 401
+    expect(page.locator("#error-title")).to_have_text(refused.value.json()["title"])
+    expect(page.locator("#key-field")).to_be_visible()
+    expect(page.locator("#api-key")).to_be_focused()
+
+    page.fill("#api-key", "k-browser-1")
+    with page.expect_request("**/v1/summaries") as sent:
+        page.click("#submit")
+    assert sent.value.headers["authorization"] == "Bearer k-browser-1"
+    expect(page.locator("#summary .sent").first).to_be_visible()  # the job it started was polled with the key
+    expect(page.locator("#error")).to_be_hidden()
+
+    page.reload()  # the key stays for this tab, so the next summary needs no retyping
+    expect(page.locator("#api-key")).to_have_value("k-browser-1")
+
+
 @pytest.fixture(scope="module")
 def embedded_response() -> dict[str, Any]:
     """The real pipeline's answer for the seed article (embedded default), as the API would send it."""

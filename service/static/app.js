@@ -118,6 +118,29 @@
     $("error-detail").textContent = "";
   }
 
+  // ---- access -------------------------------------------------------------------------------
+
+  const KEY_STORAGE = "citesum-api-key";
+
+  /** Authorization for the API when this server asks for a key; the key lives in this tab only. */
+  function authHeaders() {
+    const key = $("api-key").value.trim();
+    if (key) sessionStorage.setItem(KEY_STORAGE, key);
+    return key ? { Authorization: `Bearer ${key}` } : {};
+  }
+
+  /** A 401 means the server wants a key: show the field (with the problem shown as usual). */
+  function askForKey() {
+    $("key-field").hidden = false;
+    $("api-key").focus();
+  }
+
+  const remembered = sessionStorage.getItem(KEY_STORAGE);
+  if (remembered) {
+    $("api-key").value = remembered;
+    $("key-field").hidden = false;
+  }
+
   /** Turn a non-2xx answer (RFC 9457 problem+json, or anything else) into {title, detail}. */
   async function problemFrom(response) {
     let body = null;
@@ -188,8 +211,9 @@
         return showError("Unexpected job state", `The job at ${url} is "${job.status}".`);
       }
       await sleep(wait, signal);
-      const response = await fetch(url, { headers: { Accept: "application/json" }, signal });
+      const response = await fetch(url, { headers: { Accept: "application/json", ...authHeaders() }, signal });
       if (!response.ok) {
+        if (response.status === 401) askForKey();
         const problem = await problemFrom(response);
         return showError(problem.title, problem.detail);
       }
@@ -251,11 +275,13 @@
           "Content-Type": "application/json",
           Accept: "application/json, application/problem+json",
           Prefer: "respond-async",
+          ...authHeaders(),
         },
         body: JSON.stringify(body),
         signal: state.controller.signal,
       });
       if (!response.ok) {
+        if (response.status === 401) askForKey();
         const problem = await problemFrom(response);
         showError(problem.title, problem.detail);
         return;
