@@ -150,15 +150,14 @@ def claim_names(claim: Analysis, source: SourceVocabulary) -> frozenset[str]:
     )
 
 
-
 def _near(lemmas: Sequence[str], one: str, other: str, span: int = 4) -> bool:
     """True when `one` and `other` occur within `span` words of each other in `lemmas`."""
     at = [i for i, lm in enumerate(lemmas) if lm == one]
     return any(0 < abs(j - i) <= span for j, lm in enumerate(lemmas) if lm == other for i in at)
 
 
-def _negation_flip(claim: Analysis, evidence: Sequence[Analysis]) -> tuple[str, str] | None:
-    """(word, negating phrase) when the claim and the evidence disagree on whether a word is negated.
+def _negation_flip(claim: Analysis, evidence: Sequence[Analysis]) -> str | None:
+    """The negating phrase, when the claim and the evidence disagree on whether a word is negated.
 
     Each word is judged against the evidence sentence that says the most of what the claim says
     among those holding it, so a negation elsewhere in multi-sentence evidence, or elsewhere in the
@@ -180,14 +179,14 @@ def _negation_flip(claim: Analysis, evidence: Sequence[Analysis]) -> tuple[str, 
         if word in claim.negated and word not in aligned.negated:
             moved = any(_near(claim.lemmas, word, x) for x in aligned.negated & (content - claim.negated))
             if not moved and word not in aligned.hedged:
-                return word, claim.negation_phrases.get(word, word)
+                return claim.negation_phrases.get(word, word)
         elif word in aligned.negated and word not in claim.negated:
             moved = any(_near(aligned.lemmas, word, y) for y in claim.negated & (aligned.content - aligned.negated))
             if not moved and word not in claim.hedged:
-                return word, aligned.negation_phrases.get(word, word)
+                return aligned.negation_phrases.get(word, word)
         elif (word in claim.doubly_negated) != (word in aligned.doubly_negated):
             side = claim if word in claim.doubly_negated else aligned
-            return word, side.negation_phrases.get(word, word)
+            return side.negation_phrases.get(word, word)
     return None
 
 
@@ -233,9 +232,9 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
     if missing_quote:
         problems.append("quotation not in evidence")
 
-    flip_word = _negation_flip(claim, evidence)
-    if flip_word is not None:
-        problems.append(f"negation differs from evidence: '{flip_word[1]}'")
+    flip = _negation_flip(claim, evidence)
+    if flip is not None:
+        problems.append(f"negation differs from evidence: '{flip}'")
     antonym = next(
         (
             (w, a)
@@ -258,7 +257,7 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
         float(min(len(missing_numbers), 2)),
         float(min(len(missing_names), 3)),
         float(missing_quote),
-        float(flip_word is not None),
+        float(flip is not None),
         float(antonym is not None),
         math.log1p(n),
         float(len(evidence)),
