@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 import trafilatura
 
@@ -14,7 +15,9 @@ from service.fetch import HTML_TYPES, fetch_url
 from service.schema import Document, SummaryRequest
 from service.segment import segment
 
-__all__ = ["extract_html", "ingest"]
+__all__ = ["extract_html", "ingest", "run_cpu_bound"]
+
+T = TypeVar("T")
 
 # Raw input this many times over the article cap is refused before any parsing: noise seldom
 # doubles a page, and cleaning a huge input would cost time before the cap could say no.
@@ -22,6 +25,14 @@ _RAW_OVER_CAP = 4
 # Text up to this size is cleaned, segmented and checked in a few milliseconds: on the event loop,
 # that costs less than a worker-thread hop (two context switches, more on a busy machine).
 INLINE_MAX_CHARS = 20_000
+
+
+async def run_cpu_bound(chars: int, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` on a worker thread, so the event loop keeps answering (acks, health checks);
+    inline when the text it works on has at most INLINE_MAX_CHARS `chars`, where the hop costs more."""
+    if chars <= INLINE_MAX_CHARS:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
 
 
 def extract_html(html: str, url: str | None = None) -> tuple[str, str | None]:
@@ -52,9 +63,7 @@ async def ingest(request: SummaryRequest, settings: Settings) -> Document:
     if request.text is not None:
         _refuse_blank(request.text, "text")
         _refuse_huge(request.text, "text", settings)
-        if len(request.text) <= INLINE_MAX_CHARS:
-            return _document(request.text, "text", settings)
-        return await asyncio.to_thread(_document, request.text, "text", settings)
+        return await run_cpu_bound(len(request.text), _document, request.text, "text", settings)
     if request.html is not None:
         _refuse_blank(request.html, "html")
         _refuse_huge(request.html, "html", settings)

@@ -6,14 +6,14 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from service.chunking import chunk_budget, chunk_sentences, sentence_tokens
 from service.config import Settings
 from service.errors import LLMTimeout, UnprocessableArticle
 from service.extractive import MODEL_NAME as EXTRACTIVE_MODEL
 from service.extractive import select_excerpt, summarize_extractive
-from service.ingest import INLINE_MAX_CHARS, ingest
+from service.ingest import ingest, run_cpu_bound
 from service.judge import JudgeCost, judge_verifications
 from service.language import check_language
 from service.limits import check_article_tokens
@@ -36,7 +36,6 @@ from service.segment import segment
 from service.verify import DEFAULT_THRESHOLD, SourceIndex, Verification, verify_claim
 
 Progress = Callable[[int, int], None]
-T = TypeVar("T")
 
 SUMMARY_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -249,7 +248,9 @@ class ExtractiveDrafter:
     async def draft(
         self, document: Document, sentences: list[Sentence], max_sentences: int, run: Run, progress: Progress | None
     ) -> tuple[list[Draft], int]:
-        picked = await _cpu_bound(document, summarize_extractive, sentences, max_sentences, document.title)
+        picked = await run_cpu_bound(
+            len(document.text), summarize_extractive, sentences, max_sentences, document.title
+        )
         if progress:
             progress(1, 1)
         return [Draft(s.text, [s.id]) for s in picked], 1
@@ -332,9 +333,9 @@ async def summarize_document(
 ) -> SummaryResponse:
     """Segment, draft, verify and apply the policy to an ingested document."""
     timings = timings if timings is not None else {}
-    # CPU-bound steps run on a worker thread (for all but short articles): see _cpu_bound.
+    # CPU-bound steps run on a worker thread (for all but short articles): see run_cpu_bound.
     started = time.perf_counter()
-    sentences = await _cpu_bound(document, _prepare, document.text, settings)
+    sentences = await run_cpu_bound(len(document.text), _prepare, document.text, settings)
     timings["segment_ms"] = _ms_since(started)
 
     run = Run()
@@ -350,7 +351,7 @@ async def summarize_document(
     mark = time.perf_counter()
     run.model_called.set()  # the embedded drafter calls no model: build the index now
     index = await indexing
-    checked = await _cpu_bound(document, verify_drafts, drafts, index, settings.verify_threshold)
+    checked = await run_cpu_bound(len(document.text), verify_drafts, drafts, index, settings.verify_threshold)
     timings["verify_ms"] = _ms_since(mark)
 
     if isinstance(drafter, LLMDrafter) and settings.verify_judge_band > 0:
@@ -365,7 +366,9 @@ async def summarize_document(
             mark = time.perf_counter()
             repaired = await drafter.repair(failing, index, run)
             kept = [(d, v) for d, v in checked if v.verdict == "supported"]
-            checked = kept + await _cpu_bound(document, verify_drafts, repaired, index, settings.verify_threshold)
+            checked = kept + await run_cpu_bound(
+                len(document.text), verify_drafts, repaired, index, settings.verify_threshold
+            )
             timings["repair_ms"] = _ms_since(mark)
 
     summary: list[SummarySentence] = []
@@ -451,14 +454,6 @@ async def summarize_request(
     response.timings_ms["total_ms"] = _ms_since(started)
     record_summary_verdicts(response)
     return response
-
-
-async def _cpu_bound(document: Document, fn: Callable[..., T], *args: Any) -> T:
-    """`fn(*args)` on a worker thread, so the event loop keeps answering (acks, health checks);
-    inline for a short article, where the work takes less time than the thread hop."""
-    if len(document.text) <= INLINE_MAX_CHARS:
-        return fn(*args)
-    return await asyncio.to_thread(fn, *args)
 
 
 def _ms_since(start: float) -> float:
