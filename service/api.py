@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import BackgroundTasks, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field
 
@@ -131,7 +131,7 @@ def create_app(settings: Settings | None = None, llm: LLMClient | None = None) -
         tags=["summaries"],
     )
     async def create_summary(
-        request: Request, body: SummariesBody, settings: SettingsDep, llm: LLMClientDep
+        request: Request, body: SummariesBody, settings: SettingsDep, llm: LLMClientDep, background: BackgroundTasks
     ) -> SummaryResponse | JSONResponse:
         """Summarize text, HTML or a URL; every sentence cited and verified.
 
@@ -147,7 +147,12 @@ def create_app(settings: Settings | None = None, llm: LLMClient | None = None) -
         )
         jobs = getattr(request.app.state, "jobs", None)  # set by the jobs router's lifespan
         response, hit = await cached_summarize(
-            plain, settings=settings, summarize=summarize_request, cache=jobs.cache if jobs else None, llm=llm
+            plain,
+            settings=settings,
+            summarize=summarize_request,
+            cache=jobs.cache if jobs else None,
+            store_later=background.add_task,  # stored once the answer is sent
+            llm=llm,
         )
         if hit:
             request.state.cache_hit = True

@@ -18,6 +18,7 @@ import random
 import re
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,8 +61,29 @@ class InvalidOutput(ValueError):
     """The model's reply is not JSON of the requested shape (message is fed back to the model)."""
 
 
+# Called once the current task's request body is fully on the wire (see `build_openai_client`):
+# summarize.py starts its CPU-bound verifier index then, not while the request is still being sent,
+# which it would slow down (a send that releases the GIL waits up to a switch interval, 5 ms, to get
+# it back from a busy thread).
+on_request_sent: ContextVar[Callable[[], None] | None] = ContextVar("on_request_sent", default=None)
+_BODY_SENT_EVENTS = frozenset({"http11.send_request_body.complete", "http2.send_request_body.complete"})
+
+
+async def _trace_request_sent(event_name: str, info: dict[str, Any]) -> None:
+    if event_name in _BODY_SENT_EVENTS and (callback := on_request_sent.get()) is not None:
+        callback()
+
+
+async def _ask_for_request_sent(request: httpx.Request) -> None:
+    """httpx request hook: have httpcore report the body's send via its `trace` extension."""
+    if on_request_sent.get() is not None:
+        request.extensions["trace"] = _trace_request_sent
+
+
 def build_openai_client(settings: Settings, http_client: httpx.AsyncClient | None = None) -> openai.AsyncOpenAI:
     """The official async client for the configured server; retries are ours, not the client's."""
+    if http_client is None:  # openai's own default client (its limits, timeouts), plus the send hook
+        http_client = openai.DefaultAsyncHttpxClient(event_hooks={"request": [_ask_for_request_sent]})
     return openai.AsyncOpenAI(
         api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed",
         base_url=settings.openai_base_url or None,

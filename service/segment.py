@@ -44,7 +44,9 @@ def _segment_cached(text: str) -> tuple[Sentence, ...]:
         for span_start, span_end in nupunkt.sent_spans(line_text):
             start, end = _trimmed(text, line.start() + span_start, line.start() + span_end)
             if start < end:
+                # model_construct: the fields are built right here (no validation needed), ~1 ms
+                # of 10 on a 500-sentence article
                 sentences.append(
-                    Sentence(id=f"s{len(sentences) + 1}", start=start, end=end, text=text[start:end])
+                    Sentence.model_construct(id=f"s{len(sentences) + 1}", start=start, end=end, text=text[start:end])
                 )
     return tuple(sentences)

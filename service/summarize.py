@@ -17,7 +17,7 @@ from service.ingest import ingest, run_cpu_bound
 from service.judge import JudgeCost, judge_verifications
 from service.language import check_language
 from service.limits import check_article_tokens
-from service.llm import InvalidOutput, LLMClient
+from service.llm import InvalidOutput, LLMClient, on_request_sent
 from service.metrics import record_summary_verdicts
 from service.prompts import load_prompt
 from service.schema import (
@@ -76,7 +76,8 @@ class Run:
     unknown_citations: int = 0
     # Ids of the sentences the model was shown, when the article was condensed (else None).
     excerpt_ids: list[str] | None = None
-    # Set when the first model call starts: work not needed before verify waits for it.
+    # Set once the first model request is on the wire (or its call ended): work not needed before
+    # verify waits for it, so it does not compete with preparing and sending the request.
     model_called: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -132,10 +133,14 @@ class LLMDrafter:
         return chunk_budget(self.settings.context_window_tokens, reserved, self.settings.chunk_tokens)
 
     async def _ask(self, messages: list[dict[str, str]], allowed: set[str], run: Run) -> list[Draft]:
-        run.model_called.set()
-        result = await self.llm.complete_json(
-            messages, schema_name="cited_summary", schema=SUMMARY_SCHEMA, validate=validate_summary_reply
-        )
+        sending = on_request_sent.set(run.model_called.set)
+        try:
+            result = await self.llm.complete_json(
+                messages, schema_name="cited_summary", schema=SUMMARY_SCHEMA, validate=validate_summary_reply
+            )
+        finally:
+            on_request_sent.reset(sending)
+            run.model_called.set()  # no report of the send (a client without the hook, a failed connect)
         run.usage.llm_calls += result.attempts
         run.usage.retries += result.attempts - 1 - result.reasks
         run.usage.reasks += result.reasks
@@ -277,11 +282,12 @@ def _prepare(text: str, settings: Settings) -> list[Sentence]:
 async def _index_while_model_works(sentences: list[Sentence], run: Run) -> SourceIndex:
     """The verifier's index, built on a worker thread once the first model call has started.
 
-    Preparing the model call (excerpt, prompt, request) is on the critical path and the index is
-    not needed until verify, so it is built while the model works rather than before the call.
+    Preparing and sending the model call (excerpt, prompt, request) is on the critical path and the
+    index is not needed until verify, so it is built while the model works rather than before the
+    call. Measured on the 12k-word bench input at 400 ms: starting it as the call started, before the
+    body was sent, added ~8 ms to the request (the send waited for the GIL).
     """
     await run.model_called.wait()
-    await asyncio.sleep(0)  # let the call get its request out first
     return await asyncio.to_thread(SourceIndex, sentences)
 
 

@@ -111,3 +111,33 @@ async def test_the_cache_can_be_switched_off() -> None:
         assert not hit
     assert len(fake.calls) == 2
     await store.close()
+
+
+async def test_a_deferred_store_runs_only_when_called_and_then_hits(tmp_path: Path) -> None:
+    store = SQLiteResultCache(tmp_path / "cache.sqlite3", ttl_s=60)
+    fake = CountingSummarizer()
+    later: list[tuple] = []
+    request = SummaryRequest(text=ARTICLE)
+    _, hit = await cached_summarize(
+        request, settings=BASE, summarize=fake, cache=store, store_later=lambda *call: later.append(call)
+    )
+    assert not hit and len(later) == 1
+    assert await store.get(key(request)) is None  # not stored before the caller runs it
+    function, *arguments = later[0]
+    await function(*arguments)
+    _, hit = await cached_summarize(request, settings=BASE, summarize=fake, cache=store)
+    assert hit and len(fake.calls) == 1
+    await store.close()
+
+
+async def test_a_failed_store_is_logged_and_the_answer_still_returned(caplog: pytest.LogCaptureFixture) -> None:
+    class BrokenCache(SQLiteResultCache):
+        async def set(self, key: str, value: dict) -> None:
+            raise OSError("disk full")
+
+    store = BrokenCache(":memory:", ttl_s=60)
+    fake = CountingSummarizer()
+    response, hit = await cached_summarize(SummaryRequest(text=ARTICLE), settings=BASE, summarize=fake, cache=store)
+    assert not hit and response.summary
+    assert "storing" in caplog.text and "disk full" in caplog.text
+    await store.close()

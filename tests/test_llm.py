@@ -11,7 +11,7 @@ from pytest_httpx import HTTPXMock
 
 from service.config import Settings
 from service.errors import LLMBadOutput, LLMTimeout, LLMUnavailable
-from service.llm import InvalidOutput, LLMClient, parse_json_reply, retry_after_seconds
+from service.llm import InvalidOutput, LLMClient, on_request_sent, parse_json_reply, retry_after_seconds
 from tests.conftest import CHAT_URL, chat_completion, cited
 
 SCHEMA = {"type": "object"}
@@ -172,3 +172,35 @@ def test_retry_after_seconds(headers: dict, seconds: float | None) -> None:
         response = httpx.Response(429, headers=headers)
 
     assert retry_after_seconds(Failure()) == seconds
+
+
+@pytest.mark.httpx_mock(should_mock=lambda request: request.url.host != "127.0.0.1")
+async def test_on_request_sent_reports_once_when_the_body_is_on_the_wire() -> None:
+    """summarize.py starts its CPU-bound index on this report, not before: the send must not wait for it."""
+    from tests.sim_llm import SimConfig, SimServer
+
+    with SimServer(SimConfig(base_ms=300, ms_per_1k=0)) as sim:
+        client = LLMClient(Settings(openai_base_url=sim.base_url, openai_api_key="sim"))
+        started = time.perf_counter()
+        reports: list[float] = []
+        token = on_request_sent.set(lambda: reports.append(time.perf_counter() - started))
+        try:
+            await client.complete_json(
+                [{"role": "user", "content": "Source sentences:\n[s1] The council met on Tuesday.\n"}],
+                schema_name="cited_summary",
+                schema=SCHEMA,
+            )
+        finally:
+            on_request_sent.reset(token)
+            await client.aclose()
+        answered = time.perf_counter() - started
+    assert len(reports) == 1
+    assert reports[0] < answered - 0.25  # reported when sent, not when the 300 ms answer came back
+
+
+async def test_no_report_without_a_caller_asking(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited(("Fine.", ["s1"]))))
+    assert on_request_sent.get() is None
+    result = await ask(llm_settings)
+    assert result.data["sentences"][0]["text"] == "Fine."
+    assert "trace" not in httpx_mock.get_requests()[0].extensions
