@@ -60,6 +60,7 @@ __all__ = [
     "record_llm_tokens",
     "record_summary_verdicts",
     "metrics_endpoint",
+    "remove_stale_metrics_dirs",
     "shared_metrics_dir",
 ]
 
@@ -67,6 +68,12 @@ log = logging.getLogger(__name__)
 
 # prometheus_client reads it when first imported in a process: set means every value is a file there.
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# A supervisor's private directory is `citesum-metrics-<its pid>-<random>` in the temp dir: the pid lets a
+# later start tell the directory of a supervisor that was SIGKILLed (nothing removed it) from one in use.
+_PRIVATE_DIR_PREFIX = "citesum-metrics-"
+_PRIVATE_DIR_NAME = re.compile(re.escape(_PRIVATE_DIR_PREFIX) + r"(\d+)-\w+")
+# prometheus_client's files there: `<kind>_<pid of the process that writes it>.db`.
+_VALUES_FILE_NAME = re.compile(r"\w+_(\d+)\.db")
 
 # Buckets cover the embedded default (milliseconds) up to a slow map/combine run (minutes).
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -130,7 +137,8 @@ def shared_metrics_dir() -> Iterator[str]:
     """In the supervisor, before workers start: set PROMETHEUS_MULTIPROC_DIR, yield it, tidy up after.
 
     A directory the user already set is used as it is and kept (wiping it between runs is theirs
-    to do); otherwise a fresh private one is made and removed at the end. The workers inherit the
+    to do); otherwise a fresh private one is made and removed at the end (and, first, those earlier
+    supervisors killed with SIGKILL left behind: `remove_stale_metrics_dirs`). The workers inherit the
     variable when they start, before they import prometheus_client. This process imported it
     before a private directory was set, so its collectors stay in memory: harmless, the
     supervisor records nothing and never answers a scrape.
@@ -145,7 +153,8 @@ def shared_metrics_dir() -> Iterator[str]:
         finally:
             mark_worker_dead(os.getpid())  # the supervisor's own (idle) gauges
         return
-    path = tempfile.mkdtemp(prefix="citesum-metrics-")
+    remove_stale_metrics_dirs()
+    path = tempfile.mkdtemp(prefix=f"{_PRIVATE_DIR_PREFIX}{os.getpid()}-")
     os.environ[MULTIPROC_DIR_ENV] = path
     log.info("serve: workers share metrics through %s", path)
     try:
@@ -153,6 +162,51 @@ def shared_metrics_dir() -> Iterator[str]:
     finally:
         os.environ.pop(MULTIPROC_DIR_ENV, None)
         shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_stale_metrics_dirs(base_dir: str | None = None) -> list[str]:
+    """Remove the private directories (in `base_dir`, default the temp dir) of supervisors that are gone.
+
+    `shared_metrics_dir` removes its directory on a normal exit; a SIGKILL skips that, so each start
+    sweeps up after earlier ones. A directory is removed only when its supervisor and every process
+    with values there (its workers, which a SIGKILL of the supervisor can orphan) no longer exist.
+    Returns the paths removed.
+    """
+    base = base_dir if base_dir is not None else tempfile.gettempdir()
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return removed
+    for entry in entries:
+        owner = _PRIVATE_DIR_NAME.fullmatch(entry.name)
+        try:
+            # Not a symlink: only a real directory of ours is removed, never what a link points at.
+            if owner is None or not entry.is_dir(follow_symlinks=False):
+                continue
+            writers = {int(m.group(1)) for name in os.listdir(entry.path) if (m := _VALUES_FILE_NAME.fullmatch(name))}
+        except OSError:  # gone meanwhile, or not ours to read: leave it
+            continue
+        if all(_process_is_gone(pid) for pid in {int(owner.group(1)), *writers}):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            if not os.path.lexists(entry.path):
+                log.info("serve: removed %s, left behind by a supervisor that is gone", entry.path)
+                removed.append(entry.path)
+    return removed
+
+
+def _process_is_gone(pid: int) -> bool:
+    """True only when no process `pid` exists; one we may not signal (another user's) still exists.
+
+    A reused pid makes a dead supervisor look alive: its directory is then kept, never wrongly removed.
+    """
+    try:
+        os.kill(pid, 0)  # signal 0: nothing is sent, only whether the process exists is checked
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):  # PermissionError: it exists; OverflowError: not a pid we wrote, keep it
+        return False
+    return False
 
 
 def mark_worker_dead(pid: int) -> None:

@@ -5,6 +5,8 @@ token) and answered at once. The summary itself is a durable job (service/job_ba
 callback posts the Block Kit message to the `response_url` (slash commands) or replies in the thread with
 `chat.postMessage` (mentions and direct messages). So a restart between the ack and the post loses nothing,
 and a Slack retry or a replay of the same command or event maps to the same job (its idempotency key).
+A mention that only gets a help text is recorded under that same key before the reply is posted, so a
+retried help mention is not answered twice either.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from starlette.background import BackgroundTask
 from service.config import Settings, get_settings
 from service.deliver import DeliveryError, TargetNotAllowed, check_target, post_chat_message
 from service.job_backend import JobBackend
+from service.jobs import Job, new_job_id
 from service.problems import problem_response
 from service.render_slack import render_error, render_help, render_working
 from service.schema import PolicyName, SummaryRequest
@@ -172,6 +175,31 @@ async def _submit(
     return accepted.id, created
 
 
+async def _record_help_reply(
+    jobs: JobBackend | None, options: dict[str, str], *, idempotency_key: str, request_id: str
+) -> tuple[str, bool] | None:
+    """Record a help reply in the job store under the event's key; as `_submit`: (job id, created), or None."""
+    if jobs is None:  # nowhere durable to remember the reply, so a Slack retry could not be told apart
+        log.error("slack help reply not sent: the job system is not running request_id=%s", request_id)
+        return None
+    # Born finished, as a cache hit is, so no worker ever runs it: the job only holds the event's
+    # idempotency key, which is what makes a retried or replayed help mention find it and stay quiet.
+    marker = Job(
+        id=new_job_id(),
+        status="succeeded",
+        max_attempts=jobs.settings.job_max_attempts,
+        request={"help": True},
+        callback_format="slack_chat",
+        callback_options=options,
+    )
+    try:
+        job, created = await jobs.store.create(marker, idempotency_key=idempotency_key)
+    except Exception:  # a store that is down must not turn the ack into a 500 (Slack would only re-send)
+        log.exception("slack help reply not sent: job store failed request_id=%s", request_id)
+        return None
+    return job.id, created
+
+
 def _refuse_unsigned(
     request: Request, body: bytes, settings: Settings, clock: Clock, request_id: str
 ) -> JSONResponse | None:
@@ -297,23 +325,25 @@ async def slack_events(request: Request, settings: SettingsDep, clock: ClockDep,
     except ValidationError:
         parsed = ParsedText(wants_help=True, problem="That doesn't look like a link or an article.")
         summary_request = None
-    if summary_request is None:
-        # No summary to run, only a help text: sent right after the ack, not as a job.
-        help_message = render_help("@citesum", problem=parsed.problem)
-        reply = BackgroundTask(_reply_in_thread, help_message, settings, channel, thread_ts, request_id)
-        return JSONResponse({"ok": True}, background=reply)
     retry = request.headers.get("x-slack-retry-num")
+    # Slack repeats event_id on every retry of an event, so this key is the event's id; it is the
+    # job's idempotency key, so a retry or replay finds the first job, across restarts and replicas.
     key = f"slack:event:{event_id}" if event_id else "slack:event:" + hashlib.sha256(body).hexdigest()
     options = {"channel": channel, "request_id": request_id, **({"thread_ts": thread_ts} if thread_ts else {})}
-    submitted = await _submit(
-        jobs,
-        summary_request,
-        what="slack event",
-        request_id=request_id,
-        callback_format="slack_chat",
-        callback_options=options,
-        idempotency_key=key,
-    )
+    if summary_request is None:
+        # Only a help text, posted right after the ack; recorded under the same key first, so that a
+        # retry of this event is a duplicate here too and the help is posted at most once.
+        submitted = await _record_help_reply(jobs, options, idempotency_key=key, request_id=request_id)
+    else:
+        submitted = await _submit(
+            jobs,
+            summary_request,
+            what="slack event",
+            request_id=request_id,
+            callback_format="slack_chat",
+            callback_options=options,
+            idempotency_key=key,
+        )
     if submitted is None:
         # Still acked: an error status would only make Slack re-send into the same trouble.
         return JSONResponse({"ok": True, "ignored": "job system unavailable"})
@@ -322,8 +352,12 @@ async def slack_events(request: Request, settings: SettingsDep, clock: ClockDep,
         log.info("slack event %s already seen (retry=%s), job=%s not run again request_id=%s",
                  event_id, retry, job_id, request_id)  # fmt: skip
         return JSONResponse({"ok": True, "duplicate": True})
-    log.info("slack event %s (%s) accepted job=%s retry=%s request_id=%s",
-             event_id, event.get("type"), job_id, retry, request_id)  # fmt: skip
+    log.info("slack event %s (%s) accepted job=%s help=%s retry=%s request_id=%s",
+             event_id, event.get("type"), job_id, summary_request is None, retry, request_id)  # fmt: skip
+    if summary_request is None:
+        help_message = render_help("@citesum", problem=parsed.problem)
+        reply = BackgroundTask(_reply_in_thread, help_message, settings, channel, thread_ts, request_id)
+        return JSONResponse({"ok": True}, background=reply)
     return JSONResponse({"ok": True})
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -78,6 +81,44 @@ def test_the_supervisor_makes_a_private_directory_and_removes_it() -> None:
         assert os.environ[ENV] == path and os.path.isdir(path)
         Path(path, "counter_1.db").write_bytes(b"")
     assert ENV not in os.environ and not os.path.exists(path)
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    with subprocess.Popen([sys.executable, "-c", "pass"]) as child:
+        pass  # leaving the block waits for it
+    return child.pid
+
+
+@pytest.mark.usefixtures("no_multiproc_dir")
+def test_a_start_removes_the_directories_of_supervisors_that_are_gone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the temp dir mkdtemp and the sweep use
+    dead, alive = _dead_pid(), os.getpid()
+    stale = tmp_path / f"citesum-metrics-{dead}-k3x9_a2b"  # a SIGKILLed supervisor's
+    (stale / "sub").mkdir(parents=True)
+    (stale / f"counter_{dead}.db").write_bytes(b"")
+    kept = {
+        "running": tmp_path / f"citesum-metrics-{alive}-q8w2_e4r",  # its supervisor still runs
+        "orphaned workers": tmp_path / f"citesum-metrics-{dead}-z7y6_x5w",  # a worker outlived the supervisor
+        "no pid in the name": tmp_path / "citesum-metrics-m1n2o3p4",  # made before pids were recorded
+        "not ours": tmp_path / f"other-metrics-{dead}-abc",
+        "symlink target": tmp_path / "target",
+    }
+    for directory in kept.values():
+        directory.mkdir()
+    (kept["orphaned workers"] / f"counter_{alive}.db").write_bytes(b"")
+    (kept["symlink target"] / "keep").write_bytes(b"")
+    link = tmp_path / f"citesum-metrics-{dead}-l1n2_k3s"
+    link.symlink_to(kept["symlink target"], target_is_directory=True)
+
+    with metrics.shared_metrics_dir() as path:
+        assert not stale.exists()
+        assert [name for name, directory in kept.items() if not directory.is_dir()] == []
+        assert link.is_symlink() and (kept["symlink target"] / "keep").exists()
+        assert Path(path).parent == tmp_path and Path(path).name.startswith(f"citesum-metrics-{alive}-")
+    assert not os.path.exists(path)
 
 
 def test_a_directory_the_user_set_is_used_and_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

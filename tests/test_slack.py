@@ -411,8 +411,11 @@ async def test_without_the_job_system_the_user_is_told_not_left_waiting(
     async with serving(app) as client:
         response = await post_command(client, command_body(ARTICLE_URL))
         event = await post_event(client, mention(f"<@UBOT> {ARTICLE_URL}"))
+        # Not even help: with nowhere to record it, a retried mention could not be told from a new one.
+        help_event = await post_event(client, mention("<@UBOT>", event_id="EvHelp"))
     assert response.status_code == 200 and "unavailable right now" in response.json()["text"]
     assert event.status_code == 200 and event.json()["ignored"] == "job system unavailable"
+    assert help_event.json()["ignored"] == "job system unavailable"
     assert summarizer.calls == [] and httpx_mock.get_requests() == []
 
 
@@ -519,9 +522,24 @@ async def test_empty_mention_gets_help_in_the_thread(
 ) -> None:
     httpx_mock.add_response(url=POST_MESSAGE_URL, json={"ok": True})
     await post_event(client, mention("<@UBOT>"))
-    assert summarizer.calls == [] and await job_statuses(app) == []  # no summary, so no job
+    # No summary ran: the only job is the finished record of the reply, which dedupes Slack's retries.
+    assert summarizer.calls == [] and await job_statuses(app) == ["succeeded"]
     (reply,) = posted(httpx_mock, POST_MESSAGE_URL)
     assert "--public" in reply["text"] and reply["thread_ts"] == "1700000000.000100"
+
+
+async def test_a_retried_help_mention_is_answered_once(
+    app: FastAPI, client: httpx.AsyncClient, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(url=POST_MESSAGE_URL, json={"ok": True}, is_reusable=True)
+    payload = mention("<@UBOT> help", event_id="EvHelp")
+    first = await post_event(client, payload)
+    retry = await post_event(client, payload, **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
+    other = await post_event(client, mention("<@UBOT>", event_id="EvHelp2", ts="1700000009.000900"))
+    # One reply for the retried event, and another event still gets its own.
+    replies = posted(httpx_mock, POST_MESSAGE_URL)
+    assert [reply["thread_ts"] for reply in replies] == ["1700000000.000100", "1700000009.000900"]
+    assert first.json() == other.json() == {"ok": True} and retry.json() == {"ok": True, "duplicate": True}
 
 
 async def test_a_retried_event_is_acked_and_processed_once(
