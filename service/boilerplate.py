@@ -19,9 +19,10 @@ import math
 import re
 import unicodedata
 from bisect import bisect_left, bisect_right
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 
 __all__ = ["LineDecision", "clean_text", "explain_lines"]
 
@@ -81,14 +82,40 @@ class _Rule:
 
 
 def _before_last_colon(line: str) -> int | None:
-    """Start bound for `keyword\\s*:\\s*credit$` patterns: the colon matched is the line's last one
-    (nothing after it may be a colon), and the keyword before it is at most 10 characters long."""
+    """Start bound for `keyword\\s*:\\s*credit{2,60}$` patterns: the colon matched is the line's last
+    one (nothing after it may be a colon), and the keyword before it is at most 10 characters long."""
     colon = line.rfind(":")
-    if colon < 0:
+    # What follows that colon is spaces and at most 60 credit characters (and a final "\n" for $):
+    # a long paragraph whose last colon is early in it is ruled out without scanning it.
+    if colon < 0 or len(line[colon + 1 :].strip()) > 60:
         return None
     while colon > 0 and line[colon - 1].isspace():
         colon -= 1
     return max(0, colon - len("photograph"))
+
+
+def _last_parenthesis(line: str) -> int | None:
+    """Start of `\\( [^()]* \\)\\s*\\.?$` patterns: the ")" matched is the line's last one (only spaces
+    and a full stop may follow it) and the "(" is the last one before it (none may come between)."""
+    close = line.rfind(")")
+    if close < 0 or line[close + 1 :].strip() not in ("", "."):
+        return None
+    opening = line.rfind("(", 0, close)
+    return None if opening < 0 else opening
+
+
+def _last_slash_or_bar(line: str) -> int | None:
+    """Start of `[/|]\\s*agency\\s*$` patterns: no agency name holds a "/" or "|", so the one matched
+    is the line's last."""
+    mark = max(line.rfind("/"), line.rfind("|"))
+    return None if mark < 0 else mark
+
+
+def _before_last_slash(line: str) -> int | None:
+    """Start bound for `AGENCY/Name$` patterns: the name may hold no "/", so the slash matched is the
+    line's last, and the agency before it is at most 7 characters long ("REUTERS")."""
+    slash = line.rfind("/")
+    return None if slash < 0 else max(0, slash - len("REUTERS"))
 
 
 # A line matching any rule is page furniture, whatever else it says. Unanchored patterns carry
@@ -106,8 +133,9 @@ _FURNITURE: list[_Rule] = [
             re.I,
         ),
         ("photo", "image", "picture", "file", "illustration", "graphic", "screen", "video still"),
+        _last_parenthesis,
     ),
-    _Rule("caption", re.compile(rf"\((?:{_AGENCIES})\b[^()]*\)\s*\.?$"), (")",)),
+    _Rule("caption", re.compile(rf"\((?:{_AGENCIES})\b[^()]*\)\s*\.?$"), (")",), _last_parenthesis),
     _Rule("caption", re.compile(r"^(?:photo|image|picture|caption|photograph)s?(?:\s+credit)?\s*:", re.I)),
     _Rule(
         "caption",
@@ -115,8 +143,8 @@ _FURNITURE: list[_Rule] = [
         ("photo", "image", "picture", "credit"),
         _before_last_colon,
     ),
-    _Rule("caption", re.compile(rf"(?:/|\|)\s*(?:{_AGENCIES})\s*$"), ("/", "|")),
-    _Rule("caption", re.compile(r"\b(?:REUTERS|AFP|AP|EPA)/[A-Z][\w .-]+$"), ("/",)),
+    _Rule("caption", re.compile(rf"(?:/|\|)\s*(?:{_AGENCIES})\s*$"), ("/", "|"), _last_slash_or_bar),
+    _Rule("caption", re.compile(r"\b(?:REUTERS|AFP|AP|EPA)/[A-Z][\w .-]+$"), ("/",), _before_last_slash),
     _Rule("copyright", re.compile(r"^(?:©|\(c\)|copyright)\s*(?:©\s*)?(?:\d{4}|by\b)", re.I)),
     _Rule("copyright", re.compile(r"\ball rights reserved\b", re.I), ("rights reserved",)),
     _Rule(
@@ -174,6 +202,10 @@ _FURNITURE: list[_Rule] = [
     ),
 ]
 
+
+# Every rule's `needs`, each searched for once per line rather than once per rule.
+_ALL_NEEDS = tuple(dict.fromkeys(need for rule in _FURNITURE for need in rule.needs))
+
 _ATTRIBUTION = re.compile(r"^(?:-{1,2}|—|–|―)\s*\S")
 _BIO = re.compile(
     rf"^{_NAME}\s+(?:is|was|has been|covers|writes|reports)\b.{{0,120}}?"
@@ -182,18 +214,20 @@ _BIO = re.compile(
 )
 _BULLETS = "•·▪►▶◦‣⁃◆■"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u2060\ufeff]")
-# Runs of spaces, tabs and Unicode spaces, each to become one " ". A lone " " (most of them) is not
-# matched, which halves the time on long pages; the result is the same.
-_SPACES = re.compile(
-    r" [ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+"
-    r"|[\t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000][ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]*"
-)
-# The characters of _SPACES other than " ": without them and without "  ", _SPACES matches nothing.
+# Tabs and Unicode spaces: each run of them and " " becomes one " ".
 _ODD_SPACES = "\t\u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f\u3000"
+# Two spaces, then any more. Starting with a two-space literal, it lets the regex engine jump from
+# one "  " to the next instead of trying a match at every single space (as " {2,}" would).
+_SPACE_RUN = re.compile("   *")
 _PUNCTUATION = re.compile(r"[^\w\s]")
 _LABEL_MAX_CHARS = 60  # the longest site label, "no media source currently available", is 35
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _PLAIN_WORD = re.compile(r"\w+(?:'\w+)*")  # _WORD, on text without "_" and "’" (and faster)
+# Bytes table: every ASCII character that cannot be in a _PLAIN_WORD match becomes a space. "_" is
+# one of them, as in _WORD. UTF-8 bytes of other characters are all >= 0x80 and are kept.
+_ASCII_NON_WORD_TO_SPACE = bytes(
+    byte if byte >= 0x80 or chr(byte).isalnum() or chr(byte) == "'" else ord(" ") for byte in range(256)
+)
 _STOPWORDS = frozenset(
     """a an the and or but if of to in on at by for from with as is are was were be been being it its
     this that these those he she they we you i his her their our your my me him them us not no so than
@@ -228,18 +262,28 @@ def clean_text(raw: str) -> tuple[str, str | None]:
 def explain_lines(raw: str) -> list[LineDecision]:
     """Judge every line of `raw`: kept as body, taken as the title, or dropped with a reason."""
     lines = _normalised_lines(raw)
-    decisions = _furniture_pass(lines)
+    # Casefolded once: the furniture pass and the pull-quote words both read it.
+    folds = {line: line.casefold() for line, _ in lines}
+    decisions = _furniture_pass(lines, folds)
     decisions = _join_wrapped(decisions)
-    return _structure_pass(decisions)
+    return _structure_pass(decisions, folds)
 
 
 def _normalised_lines(raw: str) -> list[tuple[str, int]]:
     """Non-empty lines with their block number; controls removed, spaces and bullets tidied."""
     text = unicodedata.normalize("NFC", raw.replace("\r\n", "\n").replace("\r", "\n"))
-    # Neither pattern matches "\n", so one pass over the whole text equals one per line.
-    text = _CONTROL.sub("", text)
-    if "  " in text or any(char in text for char in _ODD_SPACES):  # most pasted text has neither
-        text = _SPACES.sub(" ", text)
+    # No step below touches "\n", so one pass over the whole text equals one per line.
+    # Each run of spaces becomes one " ": odd spaces turn into " " (str.replace is far faster than a
+    # regex over the page), controls go, then runs of " " shrink to one. The first two steps change
+    # disjoint sets of characters one by one, so their order does not matter.
+    for space in _ODD_SPACES:
+        if space in text:
+            text = text.replace(space, " ")
+    # Every _CONTROL character is unprintable, and most pages have no unprintable one but "\n".
+    if not text.replace("\n", " ").isprintable():
+        text = _CONTROL.sub("", text)
+    if "  " in text:
+        text = _SPACE_RUN.sub(" ", text)
     lines: list[tuple[str, int]] = []
     block = 0
     for line in text.split("\n"):
@@ -255,18 +299,17 @@ def _label_key(line: str) -> str:
     return " ".join(_PUNCTUATION.sub(" ", line).casefold().split())
 
 
-def _furniture_pass(lines: list[tuple[str, int]]) -> list[LineDecision]:
-    folds = [line.casefold() for line, _ in lines]
-    keys = [" ".join(folded.split()) for folded in folds]
-    counts: dict[str, int] = {}
-    for key in keys:
-        counts[key] = counts.get(key, 0) + 1
+def _furniture_pass(lines: list[tuple[str, int]], folds: dict[str, str]) -> list[LineDecision]:
+    # A line's key is its casefolded text with single spaces. Lines from _normalised_lines hold no
+    # whitespace but single inner spaces and casefold makes none, so the casefolded line is its key.
+    keys = [folds[line] for line, _ in lines]
+    counts = Counter(keys)
     # A page pasted twice repeats most of its paragraphs: keep the first copy of each then.
     prose = [key for key in keys if key.count(" ") >= 7]  # 8+ words (keys are single-spaced)
     pasted_twice = bool(prose) and sum(counts[key] > 1 for key in prose) > len(prose) / 2
     seen: set[str] = set()
     decisions = []
-    for (line, block), key, folded in zip(lines, keys, folds, strict=True):
+    for (line, block), key in zip(lines, keys, strict=True):
         repeated = counts[key] > 1 and (not pasted_twice or key in seen)
         seen.add(key)
         if (len(line) <= _LABEL_MAX_CHARS and _label_key(line) in _UI_LABELS) or not _WORD.search(line):
@@ -275,14 +318,25 @@ def _furniture_pass(lines: list[tuple[str, int]]) -> list[LineDecision]:
             # A line printed twice is a caption or widget echo; neither copy is article text.
             kind = "repeated line"
         else:
-            kind = next((rule.reason for rule in _FURNITURE if _matches(rule, line, folded)), "body")
+            kind = _furniture_reason(line, key)
         decisions.append(LineDecision(line, kind, block))
     return decisions
 
 
-def _matches(rule: _Rule, line: str, folded: str) -> bool:
-    if rule.needs and not any(need in folded for need in rule.needs):
-        return False
+def _furniture_reason(line: str, folded: str) -> str:
+    """The reason of the first furniture rule that `line` matches, or "body".
+
+    A rule with `needs` applies only to lines holding one of them (cheap substring tests that spare
+    most prose lines the rule's regex)."""
+    present = {need for need in _ALL_NEEDS if need in folded}
+    for rule in _FURNITURE:
+        if (not rule.needs or not present.isdisjoint(rule.needs)) and _search(rule, line):
+            return rule.reason
+    return "body"
+
+
+def _search(rule: _Rule, line: str) -> bool:
+    """Whether the rule's pattern occurs in `line` (its `needs` aside)."""
     if rule.start is None:
         return rule.pattern.search(line) is not None
     # search(line, pos) still sees the characters before pos, so \b and lookbehinds are unchanged.
@@ -325,8 +379,11 @@ def _join_wrapped(decisions: list[LineDecision]) -> list[LineDecision]:
 
 
 def _looks_like_headline(line: str) -> bool:
+    # Word count checked first without reading a paragraph to its end: most lines are too long.
+    if _has_words(line, _TITLE_MAX_WORDS + 1) or _ends_sentence(line):
+        return False
     words = _words(line)
-    if not 3 <= len(words) <= _TITLE_MAX_WORDS or _ends_sentence(line):
+    if len(words) < 3:
         return False
     significant = [w for w in words if len(w) >= 4 and w[0].isalpha()]
     capitalised = [w for w in significant if w[0].isupper()]
@@ -350,19 +407,38 @@ def _find_title(decisions: list[LineDecision]) -> int | None:
     # Sentence-case headlines ("Putin has no good options") are common too.
     for index in candidates:
         text = decisions[index].text
-        if 4 <= len(_words(text)) <= _TITLE_MAX_WORDS and not _ends_sentence(text):
+        if _has_words(text, 4) and not _has_words(text, _TITLE_MAX_WORDS + 1) and not _ends_sentence(text):
             return index
     return None
 
 
-def _content_words(line: str) -> set[str]:
-    folded = line.casefold().replace("’", "'")
-    words = set((_WORD if "_" in folded else _PLAIN_WORD).findall(folded))
+def _content_words(folded: str) -> set[str]:
+    """The distinct words of casefolded text (as _WORD finds them, "’" read as "'") that are not
+    stopwords and have 3+ characters."""
+    folded = folded.replace("’", "'")
+    words: set[str] = set()
+    # A regex pass over every paragraph was most of clean_text's time on long pages. Splitting on
+    # ASCII non-word characters (a bytes table) gives the same words for the chunks that are all
+    # letters and digits; the others (with "'" or non-ASCII punctuation) are few and go through the
+    # pattern. Its matches never span a separator, so it finds in a chunk what it finds there in
+    # the whole line.
+    spaced = folded.encode("utf-8", "surrogatepass").translate(_ASCII_NON_WORD_TO_SPACE)
+    for chunk in set(spaced.decode("utf-8", "surrogatepass").split()):
+        if len(chunk) < 3:
+            continue  # its words are no longer than it
+        if chunk.isalnum():
+            words.add(chunk)
+        else:
+            words.update(word for word in _PLAIN_WORD.findall(chunk) if len(word) >= 3)
     words -= _STOPWORDS
-    return {w for w in words if len(w) >= 3}
+    return words
 
 
-def _structure_pass(decisions: list[LineDecision]) -> list[LineDecision]:
+def _structure_pass(decisions: list[LineDecision], folds: dict[str, str]) -> list[LineDecision]:
+    """Take the title, then drop headings, attribution lines, pull quotes and author bios.
+
+    `folds` has the casefolded text of the lines before _join_wrapped joined any.
+    """
     result = list(decisions)
     title_index = _find_title(result)
     if title_index is not None:
@@ -377,15 +453,17 @@ def _structure_pass(decisions: list[LineDecision]) -> list[LineDecision]:
         elif short:
             result[index] = LineDecision(decision.text, "heading or label", decision.block)
 
-    _drop_pull_quotes(result)
+    _drop_pull_quotes(result, folds)
     _drop_author_bio(result)
     return result
 
 
-def _drop_pull_quotes(result: list[LineDecision]) -> None:
+def _drop_pull_quotes(result: list[LineDecision], folds: dict[str, str]) -> None:
     """Drop a line whose content words mostly appear in one longer body line nearby."""
     kept = [i for i, d in enumerate(result) if d.kept]
-    words = [_content_words(result[i].text) for i in kept]
+    texts = [result[i].text for i in kept]
+    # Lines that _join_wrapped joined are the only ones not casefolded yet.
+    words = [_content_words(folds[text] if text in folds else text.casefold()) for text in texts]
     # A pull quote repeats its source, figures included: lines that differ only in their numbers
     # (district-by-district reports, results) are distinct facts, not quotes of each other.
     numbers: dict[int, set[str]] = {}  # filled on demand: most lines are never compared
@@ -395,11 +473,9 @@ def _drop_pull_quotes(result: list[LineDecision]) -> None:
             numbers[position] = set(_NUMBER.findall(result[kept[position]].text))
         return numbers[position]
 
-    postings: dict[str, list[int]] = {}  # word -> positions in `kept`, ascending
-    for position, own in enumerate(words):
-        for word in own:
-            postings.setdefault(word, []).append(position)
-    frequency = {word: len(positions) for word, positions in postings.items()}
+    frequency = Counter(chain.from_iterable(words))  # word -> how many kept lines hold it
+    unique = {word for word, count in frequency.items() if count == 1}
+    postings: dict[str, list[int]] | None = None  # built if needed (most pages do not), shared words only
     drop: list[int] = []
     for position, own in enumerate(words):
         if len(own) < _PULL_QUOTE_MIN_WORDS:
@@ -407,13 +483,20 @@ def _drop_pull_quotes(result: list[LineDecision]) -> None:
         # A container holds >= 80% of these words, so it holds one of the (missing + 1) rarest:
         # only lines sharing one of those need comparing, which keeps long pages fast.
         missing = len(own) - math.ceil(_PULL_QUOTE_CONTAINED * len(own))
+        if len(own & unique) > missing:
+            # The rarest are then words no other line holds: no container. This settles most
+            # paragraphs of a long page before the costlier search below.
+            continue
+        if postings is None:
+            postings = _postings([own - unique for own in words])
         # (Which words win a tie does not matter: any missing + 1 of them would do.)
         rarest = sorted(own, key=frequency.__getitem__)[: missing + 1]
         low, high = position - _PULL_QUOTE_WINDOW, position + _PULL_QUOTE_WINDOW
         candidates = {
             other
-            for word in rarest
-            for other in postings[word][bisect_left(postings[word], low) : bisect_right(postings[word], high)]
+            # A word in no other line (no postings) adds no candidate: a line never contains itself.
+            for positions in (postings.get(word, ()) for word in rarest)
+            for other in positions[bisect_left(positions, low) : bisect_right(positions, high)]
         }
         own_length = len(result[kept[position]].text)
         for other in candidates:
@@ -426,6 +509,15 @@ def _drop_pull_quotes(result: list[LineDecision]) -> None:
                 break
     for index in drop:
         result[index] = LineDecision(result[index].text, "pull quote", result[index].block)
+
+
+def _postings(words: list[set[str]]) -> dict[str, list[int]]:
+    """Word -> positions in `words` of the sets holding it, ascending."""
+    postings: dict[str, list[int]] = {}
+    for position, own in enumerate(words):
+        for word in own:
+            postings.setdefault(word, []).append(position)
+    return postings
 
 
 def _drop_author_bio(result: list[LineDecision]) -> None:

@@ -435,13 +435,13 @@ _LONG_PROSE = "The council debated the budget for hours before the vote was take
     ],
 )
 def test_credit_caption_rule_with_its_start_hint_matches_like_the_plain_pattern(line: str, caption: bool) -> None:
-    from service.boilerplate import _FURNITURE, _matches
+    from service.boilerplate import _FURNITURE, _search
 
     hinted = [rule for rule in _FURNITURE if rule.start is not None]
     assert hinted
     for rule in hinted:
-        assert _matches(rule, line, line.casefold()) == (rule.pattern.search(line) is not None)
-    assert any(_matches(rule, line, line.casefold()) for rule in hinted) == caption
+        assert _search(rule, line) == (rule.pattern.search(line) is not None)
+    assert any(_search(rule, line) for rule in hinted) == caption
 
 
 def test_runs_of_any_space_become_one_space_and_single_spaces_stay() -> None:
@@ -458,3 +458,47 @@ def test_pull_quote_found_with_words_containing_underscores() -> None:
     quote = "The harbour_fund would cover repairs to the old pier and the ferry terminal."
     decisions = explain_lines(f"{body_line}\n\n{quote}\n\nThe mayor welcomed the plan at a meeting on Friday evening.")
     assert [d.kind for d in decisions] == ["body", "pull quote", "body"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Crowds in the square (AP Photo/Evan Vucci)",
+        "Crowds in the square (AP Photo/Evan Vucci) .",
+        "Crowds (in the) square (file photo)\n",
+        "Crowds (in the square (file photo)",
+        "The (file photo) was shown later.",
+        "(Reuters) The minister said on Monday (AP).",
+        "A view of the port | Getty Images",
+        "A view of the port / AP / more",
+        "Protesters march. REUTERS/Kevin Lamarque",
+        "Protesters march, REUTERS/Kevin/Lamarque",
+        "xREUTERS/Kevin Lamarque",
+        _LONG_PROSE + "(Photo: Jane Smith/AP)",
+        _LONG_PROSE + "Photo: Jane Smith / AP",
+    ],
+)
+def test_every_start_hint_finds_what_the_plain_pattern_finds(line: str) -> None:
+    from service.boilerplate import _FURNITURE, _search
+
+    for rule in _FURNITURE:
+        assert _search(rule, line) == (rule.pattern.search(line) is not None), rule.pattern.pattern
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Don't stop: rock'n'roll ''quoted'' o''brien 'tis the seasons'",
+        "snake_case_words and__double under_score",
+        "İstanbul Straße café naïve “quoted” words—dashes…ellipsis ½ ١٢٣ 𝐀𝐁𝐂 e\u0301tude",
+        "numbers 1,234.56 and 7.5% rose; the be an it yes",
+    ],
+)
+def test_content_words_are_the_word_pattern_matches(text: str) -> None:
+    import re
+
+    from service.boilerplate import _STOPWORDS, _content_words
+
+    folded = text.casefold().replace("’", "'")
+    expected = {w for w in re.findall(r"[^\W_]+(?:'[^\W_]+)*", folded) if len(w) >= 3} - _STOPWORDS
+    assert _content_words(text.casefold()) == expected
