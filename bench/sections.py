@@ -475,11 +475,14 @@ async def faults(bench: Bench) -> dict[str, Any]:
     gate = asyncio.Semaphore(8)
     async with http_client() as client:
 
-        async def one(text: str) -> tuple[int, Any, float, float]:
+        async def one(index: int, text: str) -> tuple[int, Any, float, float]:
+            # A fixed suffix, not unique(): the simulator draws its faults from the prompt, so every
+            # run scores the same faults and a change in recall is the verifier's, not the draw's.
+            # (No earlier section sends these texts, and the server's cache is new each run.)
             async with gate:
-                return await post_summary(client, bench.llm_server.url, {"text": unique(text)})
+                return await post_summary(client, bench.llm_server.url, {"text": f"{text}\n\nRef faults-{index}."})
 
-        answers = await asyncio.gather(*(one(text) for text in articles))
+        answers = await asyncio.gather(*(one(index, text) for index, text in enumerate(articles)))
     calls = bench.sim.calls()
     bench.sim.configure(**NO_FAULTS)
     kept: dict[str, dict[str, Any]] = {}

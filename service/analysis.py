@@ -25,6 +25,7 @@ class Lexicon:
     months: frozenset[str]
     weak_negation_cues: frozenset[str]  # 'few', 'little': negate without a clear scope
     auxiliaries: frozenset[str]
+    negation_scope_skips: frozenset[str]  # 'longer' in 'no longer hand': part of the cue, not its scope
 
 
 @cache
@@ -43,6 +44,7 @@ def lexicon() -> Lexicon:
         months=frozenset(raw["months"]),
         weak_negation_cues=frozenset(raw["weak_negation_cues"]),
         auxiliaries=frozenset(raw["auxiliaries"]),
+        negation_scope_skips=frozenset(raw["negation_scope_skips"]),
     )
 
 
@@ -176,12 +178,23 @@ def analyze(text: str) -> Analysis:
     phrases: dict[str, str] = {}
     doubly: set[str] = set()
     hedged: set[str] = set()
+    def is_cue(k: int) -> bool:
+        return tokens[k] in lex.negation_cues or lemmas[k] in lex.negation_cues
+
     for i, tok in enumerate(tokens):
         weak = tok in lex.weak_negation_cues
-        if not weak and tok not in lex.negation_cues and lemmas[i] not in lex.negation_cues:
+        if not weak and not is_cue(i):
             continue
-        for j in range(i + 1, min(i + 5, len(tokens))):
-            if lemmas[j] in content:
+        end = min(i + 5, len(tokens))
+        for j in range(i + 1, len(tokens)):
+            if j >= end:
+                break
+            if not weak and is_cue(j) and lemmas[j] not in content:
+                # Cues stack ("would not have been without that century"): both negate what the
+                # second one does, so that word is negated twice, not left to the second alone.
+                end = min(j + 5, len(tokens))
+                continue
+            if lemmas[j] in content and tokens[j] not in lex.negation_scope_skips:
                 if weak:
                     hedged.add(lemmas[j])
                     break

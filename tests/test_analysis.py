@@ -22,3 +22,19 @@ def test_negation_units() -> None:
     assert hedged.hedged == frozenset({"gain"}) and hedged.negated == frozenset()
     moved = analyze("The group gave no evidence of troop movements.")
     assert moved.negated == frozenset({"evidence"}) and moved.negation_phrases["evidence"] == "no evidence"
+
+
+def test_no_longer_negates_the_verb_after_it() -> None:
+    # "longer" is part of the cue: the verb is what is negated, so dropping "no longer" is a flip.
+    negated = analyze("I must no longer hand out sausage rolls.")
+    assert negated.negated == frozenset({"hand"}) and negated.negation_phrases["hand"] == "must no longer hand"
+    assert analyze("A Greek exit could no longer be ruled out.").negated == frozenset({"rule"})
+    assert analyze("I must hand out sausage rolls.").negated == frozenset()
+
+
+def test_stacked_cues_negate_one_word_twice() -> None:
+    # "would not have been without": the "not" reaches the word "without" negates, a double negative.
+    stacked = analyze("City would not have been without that century.")
+    single = analyze("City would have been without that century.")
+    assert stacked.negated == single.negated == frozenset({"century"})
+    assert stacked.doubly_negated == frozenset({"century"}) and single.doubly_negated == frozenset()

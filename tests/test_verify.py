@@ -224,3 +224,24 @@ def test_a_flipped_citation_is_not_recited_to_looser_evidence() -> None:
     result = verify_claim(claim, [first.id], source)
     assert result.verdict == "unsupported" and result.evidence_ids == [first.id] and not result.recited, result
     assert result.reason == "negation differs from evidence: 'has not refuted'"
+
+
+@pytest.mark.parametrize(
+    ("source", "claim"),
+    [
+        (  # "no longer" dropped (the simulator's negation fault, missed until "longer" was read as part of the cue)
+            "Mr Rose said the officers told him that he must no longer hand out sausage rolls to voters.",
+            "Mr Rose said the officers told him that he must hand out sausage rolls to voters.",
+        ),
+        (  # a "not" added before "without": a double negative where the source has one
+            "Take a minute to think where City would have been without that century from Aguero.",
+            "Take a minute to think where City would not have been without that century from Aguero.",
+        ),
+    ],
+)
+def test_negation_faults_the_benchmark_found(source: str, claim: str) -> None:
+    index = SourceIndex(segment(source))
+    assert verify_claim(source, ["s1"], index).verdict == "supported"
+    result = verify_claim(claim, ["s1"], index)
+    assert result.verdict == "unsupported", result
+    assert result.reason is not None and result.reason.startswith("negation differs from evidence"), result
