@@ -20,10 +20,9 @@ import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import openai
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -37,6 +36,9 @@ from service.breaker import CircuitBreaker
 from service.config import Settings
 from service.errors import LLMBadOutput, LLMTimeout, LLMUnavailable
 from service.limits import llm_call_slot
+
+if TYPE_CHECKING:  # imported where used: `import openai` takes ~1 s, which no embedded-only run needs
+    import openai
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,8 @@ async def _ask_for_request_sent(request: httpx.Request) -> None:
 
 def build_openai_client(settings: Settings, http_client: httpx.AsyncClient | None = None) -> openai.AsyncOpenAI:
     """The official async client for the configured server; retries are ours, not the client's."""
+    import openai
+
     if http_client is None:  # openai's own default client (its limits, timeouts), plus the send hook
         http_client = openai.DefaultAsyncHttpxClient(event_hooks={"request": [_ask_for_request_sent]})
     return openai.AsyncOpenAI(
@@ -94,6 +98,8 @@ def build_openai_client(settings: Settings, http_client: httpx.AsyncClient | Non
 
 
 def _is_transport_failure(exc: BaseException) -> bool:
+    import openai
+
     if isinstance(exc, openai.APIConnectionError | json.JSONDecodeError):  # timeouts; a body cut off in transit
         return True
     if isinstance(exc, openai.APIStatusError):
@@ -208,6 +214,8 @@ class LLMClient:
         self, messages: list[dict[str, str]], schema_name: str, schema: dict[str, Any]
     ) -> tuple[dict[str, Any], int]:
         """One completion, transport failures retried. Returns (completion, attempts)."""
+        import openai  # already loaded by the client (see the TYPE_CHECKING import)
+
         s = self.settings
         attempts = 0
         retrying = AsyncRetrying(
@@ -253,6 +261,8 @@ class LLMClient:
         self, messages: list[dict[str, str]], schema_name: str, schema: dict[str, Any]
     ) -> dict[str, Any]:
         """One request; when the server refuses the structured-output mode, ask again in a plainer one."""
+        import openai
+
         while True:
             try:
                 return await self._create(messages, self._response_format(schema_name, schema))
