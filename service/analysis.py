@@ -178,6 +178,7 @@ def analyze(text: str) -> Analysis:
     phrases: dict[str, str] = {}
     doubly: set[str] = set()
     hedged: set[str] = set()
+
     def is_cue(k: int) -> bool:
         return tokens[k] in lex.negation_cues or lemmas[k] in lex.negation_cues
 
@@ -185,16 +186,16 @@ def analyze(text: str) -> Analysis:
         weak = tok in lex.weak_negation_cues
         if not weak and not is_cue(i):
             continue
+        # A cue negates the first content word within the next four tokens.
         end = min(i + 5, len(tokens))
         for j in range(i + 1, len(tokens)):
-            if j >= end:
+            if j == end:
                 break
             if not weak and is_cue(j) and lemmas[j] not in content:
                 # Cues stack ("would not have been without that century"): both negate what the
                 # second one does, so that word is negated twice, not left to the second alone.
                 end = min(j + 5, len(tokens))
-                continue
-            if lemmas[j] in content and tokens[j] not in lex.negation_scope_skips:
+            elif lemmas[j] in content and tokens[j] not in lex.negation_scope_skips:
                 if weak:
                     hedged.add(lemmas[j])
                     break
