@@ -142,6 +142,8 @@ def _names(text: str, stopwords: frozenset[str]) -> set[str]:
         while at >= 0 and text[at].isspace():
             at -= 1
         sentence_start = at < 0 or text[at] in ".!?:\"'\u201c\u2018(-\u2014\u2013"
+        if sentence_start and text[at] in "\"'" and text[:at].rstrip().endswith(","):
+            sentence_start = False  # a straight quote after a comma closes the quotation: "…," Hall said
         if word.isupper() and len(word) >= 2 or not sentence_start:
             names.add(lower)
     return names

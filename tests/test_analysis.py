@@ -38,3 +38,11 @@ def test_stacked_cues_negate_one_word_twice() -> None:
     single = analyze("City would have been without that century.")
     assert stacked.negated == single.negated == frozenset({"century"})
     assert stacked.doubly_negated == frozenset({"century"}) and single.doubly_negated == frozenset()
+
+
+def test_a_name_after_a_closing_quote_is_a_name() -> None:
+    # "…in the gym,' Hall explained": the quote closes, so "Hall" does not open a sentence. A swapped
+    # speaker there ("Irish explained") went unseen while the word read as sentence-initial.
+    assert analyze("'The last thing is to pick up an injury in the gym,' Hall explained.").names == {"hall"}
+    assert analyze('"It was a long season," Hall said.').names == {"hall"}
+    assert analyze('He said: "Officers told me to stop."').names == frozenset()  # an opening quote still opens

@@ -245,3 +245,16 @@ def test_negation_faults_the_benchmark_found(source: str, claim: str) -> None:
     result = verify_claim(claim, ["s1"], index)
     assert result.verdict == "unsupported", result
     assert result.reason is not None and result.reason.startswith("negation differs from evidence"), result
+
+
+def test_a_swapped_speaker_after_a_quotation_is_caught() -> None:
+    source = (
+        "Hall was injured in training on Monday. 'The last thing you want to do when you have played for"
+        " all those years is to pick up an injury in the gym,' Hall explained."
+    )
+    index = SourceIndex(segment(source))
+    honest = verify_claim(segment(source)[1].text, ["s2"], index)
+    assert honest.verdict == "supported", honest
+    swapped = segment(source)[1].text.replace("Hall explained", "Irish explained")
+    result = verify_claim(swapped, ["s2"], index)
+    assert result.verdict == "unsupported", result
