@@ -17,6 +17,16 @@ from service.errors import LLMUnavailable
 from service.schema import Citation, DocumentInfo, SummaryRequest, SummaryResponse, SummarySentence, Usage
 
 
+def slow_summarizer_env(runs_log: os.PathLike[str] | str, *, steps: int, step_s: float) -> dict[str, str]:
+    """Settings that make a service process run `slow_summarize` at this pace, logging to `runs_log`."""
+    return {
+        "CITESUM_JOB_SUMMARIZER": "tests.jobs_fakes:slow_summarize",
+        "JOBS_FAKE_STEPS": str(steps),
+        "JOBS_FAKE_STEP_S": str(step_s),
+        "JOBS_FAKE_LOG": str(runs_log),
+    }
+
+
 def canned_response(request: SummaryRequest) -> SummaryResponse:
     """A small, valid response quoting the request's text."""
     text = request.text or "An article."

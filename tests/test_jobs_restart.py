@@ -10,6 +10,7 @@ import pytest
 
 from service.jobs import Job, new_job_id
 from service.jobstore_sqlite import SQLiteJobStore
+from tests.jobs_fakes import slow_summarizer_env
 from tests.process_helpers import run_events, service_env, start_service, stop, wait_for
 
 pytestmark = pytest.mark.slow
@@ -34,12 +35,9 @@ def test_a_job_survives_kill_9_of_its_worker_and_completes_once(tmp_path: Path) 
     env = service_env(
         {
             "CITESUM_JOB_DB_PATH": str(db),
-            "CITESUM_JOB_SUMMARIZER": "tests.jobs_fakes:slow_summarize",
             "CITESUM_JOB_LEASE_S": "1",
             "CITESUM_JOB_CONCURRENCY": "1",
-            "JOBS_FAKE_STEPS": "6",
-            "JOBS_FAKE_STEP_S": "0.4",
-            "JOBS_FAKE_LOG": str(runs),
+            **slow_summarizer_env(runs, steps=6, step_s=0.4),
         }
     )
 
@@ -84,11 +82,8 @@ def test_the_api_with_its_embedded_worker_restarted_mid_job_completes_the_job(tm
     env = service_env(
         {
             "CITESUM_JOB_DB_PATH": str(tmp_path / "jobs.sqlite3"),
-            "CITESUM_JOB_SUMMARIZER": "tests.jobs_fakes:slow_summarize",
             "CITESUM_JOB_LEASE_S": "1",
-            "JOBS_FAKE_STEPS": "6",
-            "JOBS_FAKE_STEP_S": "0.4",
-            "JOBS_FAKE_LOG": str(runs),
+            **slow_summarizer_env(runs, steps=6, step_s=0.4),
         }
     )
     port = free_port()

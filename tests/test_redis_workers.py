@@ -27,6 +27,7 @@ from service.config import Settings
 from service.jobs import IdempotencyKeyReused, Job, new_job_id
 from service.jobstore_redis import RedisJobStore
 from service.schema import SummaryRequest
+from tests.jobs_fakes import slow_summarizer_env
 from tests.process_helpers import (
     ROOT,
     free_port,
@@ -136,13 +137,10 @@ def test_two_workers_share_jobs_and_a_killed_workers_job_completes_once(redis_ur
     env = service_env(
         {
             "REDIS_URL": redis_url,
-            "CITESUM_JOB_SUMMARIZER": "tests.jobs_fakes:slow_summarize",
             "CITESUM_JOB_CONCURRENCY": "1",
             # arq re-runs a dead worker's job when its in-progress key expires: timeout + 2 + 10 s.
             "CITESUM_JOB_TIMEOUT_S": "4",
-            "JOBS_FAKE_STEPS": "4",
-            "JOBS_FAKE_STEP_S": "0.5",
-            "JOBS_FAKE_LOG": str(runs),
+            **slow_summarizer_env(runs, steps=4, step_s=0.5),
         }
     )
     port = free_port()
@@ -217,10 +215,7 @@ def test_idempotency_and_cache_across_processes(redis_url: str, tmp_path: Path) 
     env = service_env(
         {
             "REDIS_URL": redis_url,
-            "CITESUM_JOB_SUMMARIZER": "tests.jobs_fakes:slow_summarize",
-            "JOBS_FAKE_STEPS": "2",
-            "JOBS_FAKE_STEP_S": "0.1",
-            "JOBS_FAKE_LOG": str(runs),
+            **slow_summarizer_env(runs, steps=2, step_s=0.1),
         }
     )
     port = free_port()

@@ -19,6 +19,7 @@ import pytest
 
 from service import cli
 from tests.conftest import SEED_ARTICLE
+from tests.jobs_fakes import slow_summarizer_env
 from tests.process_helpers import (
     free_port,
     pid_alive,
@@ -183,10 +184,7 @@ def test_jobs_submitted_to_two_workers_each_run_exactly_once(tmp_path: Path) -> 
     env = service_env(
         {
             "CITESUM_JOB_DB_PATH": str(tmp_path / "jobs.sqlite3"),
-            "CITESUM_JOB_SUMMARIZER": "tests.jobs_fakes:slow_summarize",
-            "JOBS_FAKE_STEPS": "2",
-            "JOBS_FAKE_STEP_S": "0.05",
-            "JOBS_FAKE_LOG": str(runs),
+            **slow_summarizer_env(runs, steps=2, step_s=0.05),
         }
     )
     port, log = free_port(), tmp_path / "serve.log"

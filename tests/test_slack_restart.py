@@ -17,6 +17,7 @@ import httpx
 import pytest
 from slack_sdk.signature import SignatureVerifier
 
+from tests.jobs_fakes import slow_summarizer_env
 from tests.process_helpers import free_port, run_events, service_env, start_api, stop, wait_for
 
 pytestmark = pytest.mark.slow
@@ -89,11 +90,8 @@ def test_a_slash_command_acked_before_a_kill_9_is_posted_once_after_restart(
             "SLACK_SIGNING_SECRET": SECRET,
             "CITESUM_SLACK_RESPONSE_HOSTS": "127.0.0.1",
             "CITESUM_JOB_DB_PATH": str(db),
-            "CITESUM_JOB_SUMMARIZER": "tests.jobs_fakes:slow_summarize",
             "CITESUM_JOB_LEASE_S": "1",
-            "JOBS_FAKE_STEPS": "6",
-            "JOBS_FAKE_STEP_S": "0.4",
-            "JOBS_FAKE_LOG": str(runs),
+            **slow_summarizer_env(runs, steps=6, step_s=0.4),
         }
     )
     port = free_port()
