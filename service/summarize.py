@@ -19,7 +19,7 @@ from service.language import check_language
 from service.limits import check_article_tokens
 from service.llm import InvalidOutput, LLMClient, on_request_sent
 from service.metrics import record_summary_verdicts
-from service.prompts import load_prompt
+from service.prompts import id_text_pairs, load_prompt
 from service.schema import (
     Citation,
     Document,
@@ -162,7 +162,7 @@ class LLMDrafter:
             messages = self.summarize_prompt.render(
                 title=document.title,
                 max_sentences=max_sentences,
-                sentences=shown,
+                sentences=id_text_pairs(shown),
                 part=None,
                 parts=None,
                 excerpt=excerpt,
@@ -184,7 +184,7 @@ class LLMDrafter:
                 messages = self.summarize_prompt.render(
                     title=document.title,
                     max_sentences=per_chunk,
-                    sentences=chunk.sentences,
+                    sentences=id_text_pairs(chunk.sentences),
                     part=index + 1,
                     parts=len(chunks),
                     excerpt=excerpt,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
+import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
 
 from service import cache as cache_module
-from service.cache import SQLiteResultCache, cache_key, cached_summarize, normalize_content
+from service.cache import WHITESPACE, SQLiteResultCache, cache_key, cached_summarize, normalize_content
 from service.config import Settings
 from service.schema import SummaryRequest
 from tests.test_jobs import ARTICLE, CountingSummarizer
@@ -29,6 +32,19 @@ def key(request: SummaryRequest, settings: Settings = BASE) -> str:
 )
 def test_normalize_content(raw: str, normalized: str) -> None:
     assert normalize_content(raw) == normalized
+
+
+def test_whitespace_is_every_character_str_split_splits_on() -> None:
+    every = {chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace()}
+    assert set(WHITESPACE) | {" "} == every and len(WHITESPACE) == len(set(WHITESPACE))
+
+
+def test_normalize_content_is_str_split_joined_on_mixed_whitespace() -> None:
+    rng = random.Random(5)
+    alphabet = [*WHITESPACE, " ", "a", "b", "\u00e9", "e\u0301"]
+    for _ in range(2000):
+        raw = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        assert normalize_content(raw) == " ".join(unicodedata.normalize("NFC", raw).split())
 
 
 def test_layout_does_not_change_the_key() -> None:

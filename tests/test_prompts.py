@@ -12,14 +12,14 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from service.prompts import PROMPTS_DIR, available_prompts, load_prompt, parse_prompt
+from service.prompts import PROMPTS_DIR, available_prompts, id_text_pairs, load_prompt, parse_prompt
 from service.segment import segment
 
 ROOT = Path(__file__).resolve().parents[1]
 
 VALUES = {
     "summarize": lambda s: {
-        "title": "T", "max_sentences": 3, "sentences": s, "part": None, "parts": None, "excerpt": None
+        "title": "T", "max_sentences": 3, "sentences": id_text_pairs(s), "part": None, "parts": None, "excerpt": None
     },
     "combine": lambda s: {"title": None, "max_sentences": 3, "lines": [{"ids": [x.id], "text": x.text} for x in s]},
     "judge": lambda s: {"items": [{"claim": "X.", "evidence": s[:2]}]},
