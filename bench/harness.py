@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import platform
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,23 @@ def llm_wait_s(calls: list[dict[str, Any]], start: float, end: float) -> float:
             total += span_end - span_start
             cursor = span_end
     return total
+
+
+@contextlib.contextmanager
+def client_gc_paused() -> Iterator[None]:
+    """No garbage collection in this (the client's) process inside the block, as `timeit` does.
+
+    The bench process holds LangChain and every result so far: one of its collections took 67 ms,
+    and even young-generation ones 10-14 ms, which landed inside a timed request now and then and
+    counted as the service's overhead. Collections run between requests instead.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def machine() -> dict[str, Any]:

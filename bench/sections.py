@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.harness import RssSampler, ServiceProcess, llm_wait_s, median, percentile, tree_cpu_s
+from bench.harness import RssSampler, ServiceProcess, client_gc_paused, llm_wait_s, median, percentile, tree_cpu_s
 from bench.inputs import dev_data_missing, fault_articles, long_text, seed_text
 from tests.sim_llm import SimProcess
 
@@ -101,7 +101,9 @@ async def overhead(bench: Bench) -> dict[str, Any]:
                 server_timings: dict[str, list[float]] = {}
                 cpu_before = tree_cpu_s(server) if server is not None else None
                 for _ in range(runs):
-                    status, payload, start, end = await post_summary(client, url, {"text": unique(text)})
+                    body = {"text": unique(text)}
+                    with client_gc_paused():
+                        status, payload, start, end = await post_summary(client, url, body)
                     errors += status != 200
                     windows.append((start, end))
                     for key, value in (payload or {}).get("timings_ms", {}).items():

@@ -182,3 +182,15 @@ async def test_readiness_checks_the_job_store(monkeypatch: pytest.MonkeyPatch) -
         down = await c.get("/readyz")
     assert down.status_code == 503 and down.json()["status"] == "not ready"
     assert down.json()["checks"]["job_store"] == "error: OSError: disk I/O error"
+
+
+async def test_what_startup_loaded_is_frozen_out_of_the_cycle_collector_while_serving(tmp_path) -> None:
+    import gc
+
+    app = create_app(Settings(job_db_path=str(tmp_path / "jobs.sqlite3")))
+    gc.unfreeze()
+    async with app.router.lifespan_context(app):
+        # The modules, lexicons and app loaded by now are out of every collection's walk.
+        assert gc.get_freeze_count() > 10_000
+        assert all(obj is not app for obj in gc.get_objects())  # the collector's generations skip it
+    assert gc.get_freeze_count() == 0  # handed back at shutdown
