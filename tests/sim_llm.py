@@ -611,8 +611,9 @@ def create_app(state: SimState) -> Starlette:
         # takes ~30 ms) is absorbed into it rather than added on top, for every client alike.
         delay_s = (config.base_ms + config.ms_per_1k * prompt_tokens / 1000) / 1000
         remaining = start + delay_s - time.time()
-        if remaining > 0:
+        while remaining > 0:  # uvloop's timers have 1 ms resolution and may fire up to 1 ms early
             await asyncio.sleep(remaining)
+            remaining = start + delay_s - time.time()
         payload = _completion(model, content, prompt_tokens, completion_tokens, finish_reason)
         finish(200, completion_tokens)
         raw = json.dumps(payload, ensure_ascii=False).encode()

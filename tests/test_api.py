@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 
 import httpx
@@ -185,8 +186,6 @@ async def test_readiness_checks_the_job_store(monkeypatch: pytest.MonkeyPatch) -
 
 
 async def test_what_startup_loaded_is_frozen_out_of_the_cycle_collector_while_serving(tmp_path) -> None:
-    import gc
-
     app = create_app(Settings(job_db_path=str(tmp_path / "jobs.sqlite3")))
     gc.unfreeze()
     async with app.router.lifespan_context(app):
