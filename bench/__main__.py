@@ -20,7 +20,7 @@ from typing import Any
 from bench.harness import ServiceProcess, machine
 from bench.report import headline, markdown, verdicts
 from bench.sections import SECTIONS, Bench
-from tests.sim_llm import SimConfig, SimProcess
+from service.testing.sim_llm import SimConfig, SimProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

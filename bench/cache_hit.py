@@ -18,11 +18,11 @@ import httpx
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from service.api import create_app
-from service.cache import RedisResultCache, ResultCache, SQLiteResultCache, cached_summarize
-from service.config import Settings
-from service.schema import SummaryRequest
-from service.summarize import summarize_request
+from service.core.config import Settings
+from service.core.schema import SummaryRequest
+from service.interfaces.api import create_app
+from service.jobs.cache import RedisResultCache, ResultCache, SQLiteResultCache, cached_summarize
+from service.pipeline.summarize import summarize_request
 
 SEED = Path(__file__).resolve().parent.parent / "seeds" / "belarus-putin-options.txt"
 

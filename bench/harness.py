@@ -148,7 +148,7 @@ class ServiceProcess:
     """
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        from service.cli import resolve_workers
+        from service.interfaces.cli import resolve_workers
 
         self.port = free_port()
         self.log_path = log_path

@@ -15,7 +15,7 @@ import psutil
 
 from bench.harness import RssSampler, ServiceProcess, client_gc_paused, llm_wait_s, median, percentile, tree_cpu_s
 from bench.inputs import dev_data_missing, fault_articles, long_text, seed_text
-from tests.sim_llm import SimProcess
+from service.testing.sim_llm import SimProcess
 
 LATENCY_400 = {"base_ms": 400.0, "ms_per_1k": 20.0}
 LATENCY_0 = {"base_ms": 0.0, "ms_per_1k": 0.0}
@@ -150,10 +150,10 @@ EXCERPT_BUDGET_TOKENS = 6_000
 
 async def _citesum_long(base_url: str, text: str, **overrides: Any) -> dict[str, Any]:
     """One in-process summarize_request on `text`; wall seconds, what the summary cited and kept, what was sent."""
-    from service.config import Settings
-    from service.llm import LLMClient
-    from service.schema import SummaryRequest
-    from service.summarize import summarize_request
+    from service.core.config import Settings
+    from service.core.schema import SummaryRequest
+    from service.pipeline.llm import LLMClient
+    from service.pipeline.summarize import summarize_request
 
     settings = Settings(OPENAI_BASE_URL=base_url, OPENAI_API_KEY="sim", cache_enabled=False, **overrides)
     llm = LLMClient(settings)
@@ -179,9 +179,9 @@ async def long_input(bench: Bench) -> dict[str, Any]:
     if reason := dev_data_missing():
         return {"skipped": reason}
     try:
-        import service.summarize  # noqa: F401
+        import service.pipeline.summarize  # noqa: F401
     except ImportError as exc:
-        return {"skipped": f"service.summarize not importable: {exc}"}
+        return {"skipped": f"service.pipeline.summarize not importable: {exc}"}
     try:
         from bench import peer
     except ImportError as exc:

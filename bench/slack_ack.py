@@ -18,9 +18,9 @@ import uvicorn
 from fastapi import FastAPI, Request
 from slack_sdk.signature import SignatureVerifier
 
-from service.api import create_app
-from service.config import Settings
-from service.slack import router
+from service.core.config import Settings
+from service.interfaces.api import create_app
+from service.interfaces.slack import router
 
 SECRET = "bench-secret"
 SEED = Path(__file__).resolve().parent.parent / "seeds" / "belarus-putin-options.txt"

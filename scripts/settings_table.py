@@ -1,11 +1,11 @@
-"""Print the README's settings table from service.config.Settings (so the docs cannot drift)."""
+"""Print the README's settings table from service.core.config.Settings (so the docs cannot drift)."""
 
 from __future__ import annotations
 
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
-from service.config import Settings
+from service.core.config import Settings
 
 
 def env_names(name: str, field) -> list[str]:

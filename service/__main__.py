@@ -1,5 +1,5 @@
 """`python -m service` runs the command-line interface."""
 
-from service.cli import main
+from service.interfaces.cli import main
 
 raise SystemExit(main())

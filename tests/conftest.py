@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from service.config import Settings, get_settings
+from service.core.config import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"

@@ -12,9 +12,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from service.config import Settings
-from service.errors import LLMUnavailable
-from service.schema import Citation, DocumentInfo, SummaryRequest, SummaryResponse, SummarySentence, Usage
+from service.core.config import Settings
+from service.core.errors import LLMUnavailable
+from service.core.schema import Citation, DocumentInfo, SummaryRequest, SummaryResponse, SummarySentence, Usage
 
 
 def slow_summarizer_env(runs_log: os.PathLike[str] | str, *, steps: int, step_s: float) -> dict[str, str]:

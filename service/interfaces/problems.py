@@ -1,0 +1,102 @@
+"""RFC 9457 problem details: our errors and FastAPI's, as `application/problem+json` responses."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.core.errors import SummaryError
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:citesum:problem:"
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str,
+    request: Request | None = None,
+    retry_after: float | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    """A problem+json response; `request_id` and `instance` come from the request when given."""
+    body: dict[str, Any] = {"type": TYPE_PREFIX + slug, "title": title, "status": status, "detail": detail}
+    headers: dict[str, str] = {}
+    if request is not None:
+        body["instance"] = request.url.path
+        request_id = getattr(request.state, "request_id", None)
+        if request_id:
+            body["request_id"] = request_id
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    if extra:
+        body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _validation_detail(exc: RequestValidationError) -> tuple[int, str, list[dict[str, Any]]]:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        ctx = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {})
+        return 400, f"the request body is not valid JSON ({ctx.get('error', 'parse error')})", []
+    shown = []
+    for e in errors[:20]:
+        location = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+        shown.append({"field": location, "message": e.get("msg", "invalid")})
+    summary = "; ".join(f"{s['field']}: {s['message']}" for s in shown[:5])
+    return 422, f"the request is invalid: {summary}", shown
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Map every error to problem+json once, here."""
+
+    @app.exception_handler(SummaryError)
+    async def _summary_error(request: Request, exc: SummaryError) -> JSONResponse:
+        log.info("request failed: %s %s", exc.status, exc.message)
+        return problem_response(
+            exc.status, exc.title, exc.message, slug=exc.type_slug, request=request, retry_after=exc.retry_after
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        status, detail, errors = _validation_detail(exc)
+        slug = "invalid-json" if status == 400 else "validation-error"
+        title = "Invalid JSON" if status == 400 else "Invalid request"
+        return problem_response(
+            status, title, detail, slug=slug, request=request, extra={"errors": errors} if errors else None
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized", 429: "Too many requests"}
+        response = problem_response(
+            exc.status_code,
+            titles.get(exc.status_code, "HTTP error"),
+            str(exc.detail),
+            slug=f"http-{exc.status_code}",
+            request=request,
+        )
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Never a traceback to the caller: the log has it, the caller gets the request id.
+        log.exception("unexpected error")
+        return problem_response(
+            500,
+            "Internal error",
+            "an unexpected error occurred; quote the request id when reporting it",
+            slug="internal",
+            request=request,
+        )

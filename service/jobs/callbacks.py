@@ -1,0 +1,134 @@
+"""Deliver a finished job to where its submitter asked: a URL (JSON or Slack-compatible) or Slack itself.
+
+A user-given callback URL is as hostile as a URL to ingest, so it gets URL ingestion's checks
+(fetch.check_url up front, fetch.PinnedTransport at connect time) and redirects are never followed.
+Slack targets use deliver.py's own rules (allow-listed response_url hosts, the bot token). Sending
+and its retries are deliver.py's (one tenacity policy, `Retry-After` honoured).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from service.core.config import Settings
+from service.core.errors import InvalidInput, SummaryError
+from service.core.schema import SummaryResponse
+from service.jobs.deliver import (
+    DeliveryError,
+    check_target,
+    post_chat_message,
+    post_incoming_webhook,
+    post_to_response_url,
+)
+from service.jobs.job import CallbackFormat, Job
+from service.pipeline.fetch import PinnedBackend, PinnedTransport, check_url
+
+log = logging.getLogger(__name__)
+
+RESPONSE_URL_VALID_S = 30 * 60  # Slack: a response_url takes 5 posts within 30 minutes of the command
+
+
+def check_callback_target(url: str | None, callback_format: CallbackFormat, settings: Settings) -> None:
+    """Raise URLNotAllowed / InvalidInput unless the job could be delivered there."""
+    if callback_format == "slack_chat":
+        return  # goes to Slack's API with the bot token, not to a URL of the submitter's
+    if not url:
+        if callback_format == "slack_response_url":
+            raise InvalidInput("a slack_response_url callback needs the response_url")
+        return
+    if callback_format == "slack_response_url":
+        try:
+            check_target(url, settings.slack_response_hosts)
+        except DeliveryError as exc:
+            raise InvalidInput(f"response_url refused: {exc}") from exc
+        return
+    check_url(url, allow_private=settings.fetch_allow_private)
+
+
+def callback_client(settings: Settings) -> httpx.AsyncClient:
+    """Like URL ingestion's client: every resolved address is checked at connect time; no redirects."""
+    return httpx.AsyncClient(
+        transport=PinnedTransport(PinnedBackend(allow_private=settings.fetch_allow_private)),
+        timeout=settings.callback_timeout_s,
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def slack_message(job: Job) -> dict[str, Any]:
+    """The finished job as a Slack message: the Block Kit summary, or a clear error."""
+    from service.pipeline.render_slack import render_error, render_summary
+
+    if job.result is not None:
+        return render_summary(SummaryResponse.model_validate(job.result), source_url=job.request.get("url"))
+    error = job.error or {}
+    if str(error.get("type", "")).endswith(("job-failed", "job-abandoned")) or "detail" not in error:
+        # Our own crash: its detail names an exception, which is for the logs, not for the channel.
+        reason = "Something went wrong on our side."
+    else:
+        reason = str(error["detail"])  # one of our errors (fetch refused, model down …): written for people
+    return render_error(reason, request_id=job.callback_options.get("request_id"))
+
+
+async def _deliver(job: Job, settings: Settings, client: httpx.AsyncClient | None) -> None:
+    options = job.callback_options
+    async with contextlib.AsyncExitStack() as stack:
+        if job.callback_format in ("json", "slack"):
+            check_callback_target(job.callback_url, job.callback_format, settings)
+            if client is None:
+                client = await stack.enter_async_context(callback_client(settings))
+            payload = job.public() if job.callback_format == "json" else slack_message(job)
+            await post_incoming_webhook(client, payload, settings=settings, url=job.callback_url)
+            return
+        if client is None:
+            client = await stack.enter_async_context(httpx.AsyncClient(timeout=settings.slack_delivery_timeout_s))
+        if job.callback_format == "slack_response_url":
+            # An error is never posted to the channel; a public summary is also copied to the incoming webhook.
+            response_type = options.get("response_type", "ephemeral") if job.result is not None else "ephemeral"
+            message = slack_message(job)
+            valid_s = RESPONSE_URL_VALID_S - (time.time() - job.created_at) - 60  # a minute's margin
+            await post_to_response_url(
+                client,
+                job.callback_url or "",
+                message,
+                settings=settings,
+                response_type=response_type,
+                deadline_s=max(valid_s, 1.0),
+            )
+            if response_type == "in_channel" and settings.incoming_webhook_url:
+                await _mirror(client, job, message, settings)
+        else:  # slack_chat
+            await post_chat_message(
+                client,
+                slack_message(job),
+                settings=settings,
+                channel=options["channel"],
+                thread_ts=options.get("thread_ts"),
+            )
+
+
+async def send_callback(job: Job, *, settings: Settings, client: httpx.AsyncClient | None = None) -> str | None:
+    """Deliver the finished job; returns None when delivered (or nothing to do), else why not. Never raises."""
+    if not job.callback_url and job.callback_format != "slack_chat":
+        return None
+    try:
+        await _deliver(job, settings, client)
+    except (SummaryError, DeliveryError, httpx.HTTPError, KeyError) as exc:  # refused, DNS, HTTP answer
+        log.warning("job %s: %s callback not delivered: %s", job.id, job.callback_format, exc)
+        return str(exc) or type(exc).__name__
+    request_id = job.callback_options.get("request_id")
+    log.info("job %s: %s callback delivered request_id=%s", job.id, job.callback_format, request_id)
+    return None
+
+
+async def _mirror(client: httpx.AsyncClient, job: Job, message: dict[str, Any], settings: Settings) -> None:
+    # Best effort: the user already has the summary; a broken mirror is logged, not the job's failure.
+    try:
+        await post_incoming_webhook(client, message, settings=settings)
+    except DeliveryError as exc:
+        log.error("job %s: incoming webhook copy not delivered: %s", job.id, exc)

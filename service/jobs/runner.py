@@ -1,0 +1,142 @@
+"""Run one attempt of a job, the same way under every backend: summarize, call back, record once.
+
+Order matters for "nothing lost": the callback is sent before the outcome is recorded, so a worker
+killed in between re-runs the attempt (answered from the result cache, no LLM calls) and sends the
+callback again: callbacks are at-least-once, the recorded outcome exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import importlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from service.core.config import Settings
+from service.core.errors import SummaryError
+from service.core.schema import SummaryRequest
+from service.jobs.cache import ResultCache, Summarizer, cached_summarize
+from service.jobs.callbacks import send_callback
+from service.jobs.job import Job, JobStore, abandoned_problem, problem_from_exception
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(enum.Enum):
+    """What became of an attempt."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    RETRY = "retry"  # transient failure, attempts left: run it again later
+    SKIPPED = "skipped"  # already finished, or a newer attempt owns it
+
+
+# Settings written before the package was split into wings name the old flat module: keep them working.
+_MOVED_MODULES = {"service.summarize": "service.pipeline.summarize"}
+
+
+def load_summarizer(path: str) -> Summarizer:
+    """The summarize function named `module:function` (settings.job_summarizer)."""
+    module_name, _, function_name = path.partition(":")
+    module_name = _MOVED_MODULES.get(module_name, module_name)
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Input problems (4xx) fail at once; upstream trouble (5xx) and unexpected errors may pass next time."""
+    return not (isinstance(exc, SummaryError) and exc.status < 500)
+
+
+def retry_delay_s(attempt: int, base_s: float) -> float:
+    """Backoff before re-running a failed attempt: base, 2·base, 4·base … capped at 30 s."""
+    return min(30.0, base_s * 2 ** (attempt - 1))
+
+
+class ProgressRecorder:
+    """The sync `progress(done, total)` callback: keeps the latest value, one async writer drains it."""
+
+    def __init__(self, store: JobStore, job_id: str, attempt: int) -> None:
+        self.store, self.job_id, self.attempt = store, job_id, attempt
+        self._latest: tuple[int, int] | None = None
+        self._writer: asyncio.Task[None] | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        self._latest = (done, total)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._latest is not None:
+            done, total = self._latest
+            self._latest = None
+            await self.store.set_progress(self.job_id, self.attempt, done, total)
+
+    async def flush(self) -> None:
+        if self._writer is not None:
+            await self._writer
+
+
+@dataclass
+class JobRunner:
+    """Everything an attempt needs; built once per worker process."""
+
+    store: JobStore
+    cache: ResultCache | None
+    settings: Settings
+    summarize: Summarizer
+    llm: Any = None  # LLMClient | None: None means the embedded extractive summarizer
+
+    async def run_attempt(self, job_id: str, attempt: int) -> Outcome:
+        """Run attempt number `attempt` of the job and record what happened."""
+        current = await self.store.get(job_id)
+        if current is None or current.finished:
+            return Outcome.SKIPPED
+        if attempt > current.max_attempts:
+            # The queue handed us one try more than allowed: the previous worker died on the last one.
+            error = abandoned_problem(current.attempts, current.max_attempts)
+            return await self._finish(current, current.attempts, error=error)
+        job = await self.store.start_attempt(job_id, attempt)
+        if job is None:
+            return Outcome.SKIPPED
+        log.info("job %s: attempt %d of %d", job_id, attempt, job.max_attempts)
+        progress = ProgressRecorder(self.store, job_id, attempt)
+        try:
+            request = SummaryRequest.model_validate(job.request)
+            async with asyncio.timeout(self.settings.job_timeout_s):
+                response, hit = await cached_summarize(
+                    request,
+                    settings=self.settings,
+                    summarize=self.summarize,
+                    cache=self.cache,
+                    progress=progress,
+                    llm=self.llm,
+                )
+        except Exception as exc:
+            await progress.flush()
+            problem = problem_from_exception(exc, attempts=attempt)
+            if is_retryable(exc) and attempt < job.max_attempts:
+                log.warning("job %s: attempt %d failed (%s); will retry", job_id, attempt, problem["detail"])
+                await self.store.retry_later(
+                    job_id, attempt, retry_delay_s(attempt, self.settings.job_retry_backoff_s), problem
+                )
+                return Outcome.RETRY
+            log.warning("job %s: failed after %d attempt(s): %s", job_id, attempt, problem["detail"])
+            return await self._finish(job, attempt, error=problem)
+        await progress.flush()
+        if hit:
+            log.info("job %s: answered from the result cache", job_id)
+        return await self._finish(job, attempt, result=response.model_dump(mode="json"))
+
+    async def _finish(
+        self, job: Job, attempt: int, *, result: dict[str, Any] | None = None, error: dict[str, Any] | None = None
+    ) -> Outcome:
+        done = job.model_copy(
+            update={"status": "failed" if error else "succeeded", "result": result, "error": error, "attempts": attempt}
+        )
+        callback_error = await send_callback(done, settings=self.settings)
+        recorded = await self.store.finish(job.id, attempt, result=result, error=error, callback_error=callback_error)
+        if not recorded:
+            return Outcome.SKIPPED
+        return Outcome.FAILED if error else Outcome.SUCCEEDED

@@ -1,0 +1,340 @@
+"""The embedded job store and queue: one SQLite file (WAL), shared safely by several processes.
+
+Workers claim a queued job under a lease they renew while it runs. A worker that dies (kill -9,
+power loss) stops renewing; once its lease has lapsed, `recover_expired` puts the job back in the
+queue, or fails it with a reason when it has used all its attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from service.jobs.job import IdempotencyKeyReused, Job, Progress, abandoned_problem
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    progress_done INTEGER NOT NULL DEFAULT 0,
+    progress_total INTEGER NOT NULL DEFAULT 0,
+    request TEXT NOT NULL,
+    result TEXT,
+    error TEXT,
+    callback_url TEXT,
+    callback_format TEXT NOT NULL DEFAULT 'json',
+    callback_options TEXT NOT NULL DEFAULT '{}',
+    callback_error TEXT,
+    cache_key TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    not_before REAL NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until REAL,
+    idempotency_key TEXT UNIQUE,
+    fingerprint TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (status, not_before, created_at);
+"""
+
+# Columns added after the first release: (name, definition), added to older files on open.
+_ADDED_COLUMNS = [("callback_options", "TEXT NOT NULL DEFAULT '{}'"), ("callback_error", "TEXT")]
+
+_COLUMNS = (
+    "id, status, attempts, max_attempts, progress_done, progress_total, request, result, error, "
+    "callback_url, callback_format, callback_options, callback_error, cache_key, created_at, updated_at"
+)
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """A connection in WAL mode that waits, rather than fails, while another process writes."""
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class SQLiteDatabase:
+    """One sqlite3 connection used from worker threads, one statement group at a time."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._conn = connect(path)
+        self._lock = threading.Lock()
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(conn)` in a thread (sqlite3 blocks), serialized with other calls."""
+
+        def locked() -> T:
+            with self._lock:
+                return fn(self._conn)
+
+        return await asyncio.to_thread(locked)
+
+    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(conn)` inside BEGIN IMMEDIATE … COMMIT (rolled back on error)."""
+
+        def tx(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                value = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return value
+
+        return await self.run(tx)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _job_from_row(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        status=row["status"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        progress=Progress(done=row["progress_done"], total=row["progress_total"]),
+        request=json.loads(row["request"]),
+        result=_loads(row["result"]),
+        error=_loads(row["error"]),
+        callback_url=row["callback_url"],
+        callback_format=row["callback_format"],
+        callback_options=json.loads(row["callback_options"]),
+        callback_error=row["callback_error"],
+        cache_key=row["cache_key"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+class SQLiteJobStore:
+    """JobStore on a SQLite file, plus the queue operations of the embedded worker."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.db = SQLiteDatabase(path)
+        conn = self.db._conn
+        conn.executescript(_SCHEMA)
+        present = {row["name"] for row in conn.execute("PRAGMA table_info(jobs)")}
+        for name, definition in _ADDED_COLUMNS:
+            if name not in present:
+                conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
+
+    async def close(self) -> None:
+        self.db.close()
+
+    # --- JobStore ---------------------------------------------------------------------------
+
+    async def create(
+        self, job: Job, *, idempotency_key: str | None = None, fingerprint: str | None = None
+    ) -> tuple[Job, bool]:
+        def tx(conn: sqlite3.Connection) -> tuple[Job, bool]:
+            if idempotency_key is not None:
+                row = conn.execute(
+                    f"SELECT {_COLUMNS}, fingerprint FROM jobs WHERE idempotency_key = ?", (idempotency_key,)
+                ).fetchone()
+                if row is not None:
+                    if fingerprint is not None and row["fingerprint"] != fingerprint:
+                        raise IdempotencyKeyReused(
+                            "this Idempotency-Key was already used for a different request; "
+                            "use a new key for a new request"
+                        )
+                    return _job_from_row(row), False
+            conn.execute(
+                "INSERT INTO jobs (id, status, attempts, max_attempts, progress_done, progress_total, request,"
+                " result, error, callback_url, callback_format, callback_options, cache_key, created_at, updated_at,"
+                " idempotency_key, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    job.id,
+                    job.status,
+                    job.attempts,
+                    job.max_attempts,
+                    job.progress.done,
+                    job.progress.total,
+                    json.dumps(job.request),
+                    _dumps(job.result),
+                    _dumps(job.error),
+                    job.callback_url,
+                    job.callback_format,
+                    json.dumps(job.callback_options),
+                    job.cache_key,
+                    job.created_at,
+                    job.updated_at,
+                    idempotency_key,
+                    fingerprint,
+                ),
+            )
+            return job, True
+
+        return await self.db.transaction(tx)
+
+    async def get(self, job_id: str) -> Job | None:
+        row = await self.db.run(
+            lambda conn: conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        )
+        return None if row is None else _job_from_row(row)
+
+    async def start_attempt(self, job_id: str, attempt: int) -> Job | None:
+        # The claim already made the job running with this attempt; this only confirms nobody newer
+        # owns it (kept so the runner works the same on every store).
+        def tx(conn: sqlite3.Connection) -> Job | None:
+            cursor = conn.execute(
+                "UPDATE jobs SET status = 'running', attempts = ?, updated_at = ?"
+                " WHERE id = ? AND status IN ('queued', 'running') AND attempts <= ?",
+                (attempt, time.time(), job_id, attempt),
+            )
+            if cursor.rowcount != 1:
+                return None
+            row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return _job_from_row(row)
+
+        return await self.db.transaction(tx)
+
+    async def set_progress(self, job_id: str, attempt: int, done: int, total: int) -> bool:
+        cursor = await self.db.run(
+            lambda conn: conn.execute(
+                "UPDATE jobs SET progress_done = ?, progress_total = ?, updated_at = ?"
+                " WHERE id = ? AND attempts = ? AND status = 'running'",
+                (done, total, time.time(), job_id, attempt),
+            )
+        )
+        return cursor.rowcount == 1
+
+    async def finish(
+        self,
+        job_id: str,
+        attempt: int,
+        *,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        callback_error: str | None = None,
+    ) -> bool:
+        status = "succeeded" if error is None else "failed"
+        cursor = await self.db.run(
+            lambda conn: conn.execute(
+                "UPDATE jobs SET status = ?, result = ?, error = ?, callback_error = ?, updated_at = ?,"
+                " lease_owner = NULL, lease_until = NULL WHERE id = ? AND attempts = ? AND status = 'running'",
+                (status, _dumps(result), _dumps(error), callback_error, time.time(), job_id, attempt),
+            )
+        )
+        return cursor.rowcount == 1
+
+    # --- queue (embedded worker only) -------------------------------------------------------
+
+    async def claim_next(self, owner: str, lease_s: float) -> Job | None:
+        """Take the oldest runnable queued job: running, attempts + 1, leased to `owner`."""
+
+        def next_runnable(conn: sqlite3.Connection, now: float) -> sqlite3.Row | None:
+            return conn.execute(
+                "SELECT id FROM jobs WHERE status = 'queued' AND not_before <= ? ORDER BY created_at LIMIT 1",
+                (now,),
+            ).fetchone()
+
+        def tx(conn: sqlite3.Connection) -> Job | None:
+            now = time.time()
+            row = next_runnable(conn, now)
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = ?, lease_until = ?,"
+                " updated_at = ? WHERE id = ?",
+                (owner, now + lease_s, now, row["id"]),
+            )
+            return _job_from_row(conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (row["id"],)).fetchone())
+
+        # Most polls find nothing: look first without taking the database's write lock (a WAL read
+        # never waits for writers), so idle workers in several processes do not queue on each other.
+        # The claim itself re-reads inside BEGIN IMMEDIATE, so two processes never claim one job.
+        if await self.db.run(lambda conn: next_runnable(conn, time.time())) is None:
+            return None
+        return await self.db.transaction(tx)
+
+    async def renew_leases(self, owner: str, lease_s: float) -> int:
+        """Extend the lease of every job `owner` is running; returns how many."""
+        cursor = await self.db.run(
+            lambda conn: conn.execute(
+                "UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND status = 'running'",
+                (time.time() + lease_s, owner),
+            )
+        )
+        return cursor.rowcount
+
+    async def retry_later(self, job_id: str, attempt: int, delay_s: float, error: dict[str, Any]) -> bool:
+        """Put a job whose attempt failed transiently back in the queue after `delay_s`."""
+        cursor = await self.db.run(
+            lambda conn: conn.execute(
+                "UPDATE jobs SET status = 'queued', not_before = ?, error = ?, lease_owner = NULL,"
+                " lease_until = NULL, updated_at = ? WHERE id = ? AND attempts = ? AND status = 'running'",
+                (time.time() + delay_s, _dumps(error), time.time(), job_id, attempt),
+            )
+        )
+        return cursor.rowcount == 1
+
+    async def recover_expired(self) -> tuple[list[str], list[Job]]:
+        """Requeue running jobs whose lease lapsed (their worker died); fail those out of attempts.
+
+        Returns (requeued ids, jobs that just failed) so the caller can send their callbacks.
+        """
+
+        def tx(conn: sqlite3.Connection) -> tuple[list[str], list[Job]]:
+            now = time.time()
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE status = 'running' AND lease_until < ?", (now,)
+            ).fetchall()
+            requeued: list[str] = []
+            failed: list[Job] = []
+            for row in rows:
+                job = _job_from_row(row)
+                if job.attempts >= job.max_attempts:
+                    error = abandoned_problem(job.attempts, job.max_attempts)
+                    conn.execute(
+                        "UPDATE jobs SET status = 'failed', error = ?, lease_owner = NULL, lease_until = NULL,"
+                        " updated_at = ? WHERE id = ?",
+                        (json.dumps(error), now, job.id),
+                    )
+                    failed.append(job.model_copy(update={"status": "failed", "error": error}))
+                else:
+                    conn.execute(
+                        "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_until = NULL,"
+                        " updated_at = ? WHERE id = ?",
+                        (now, job.id),
+                    )
+                    requeued.append(job.id)
+            return requeued, failed
+
+        return await self.db.transaction(tx)
+
+    async def purge_finished(self, older_than_s: float) -> int:
+        """Delete finished jobs last updated more than `older_than_s` ago."""
+        cursor = await self.db.run(
+            lambda conn: conn.execute(
+                "DELETE FROM jobs WHERE status IN ('succeeded', 'failed') AND updated_at < ?",
+                (time.time() - older_than_s,),
+            )
+        )
+        return cursor.rowcount

@@ -1,0 +1,143 @@
+"""The embedded default summarizer: offline, deterministic extractive ranking with citations."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from itertools import chain
+
+from service.core.schema import Sentence
+from service.pipeline.chunking import sentence_tokens
+
+MODEL_NAME = "extractive-centroid-v1"
+_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?", re.UNICODE)
+# A small English stop list: ranking only, so a missing word merely adds a little noise.
+STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has have
+    having he her here hers herself him himself his how i if in into is it its itself just me more most my
+    myself no nor not now of off on once only or other our ours ourselves out over own said same says she
+    should so some such than that the their theirs them themselves then there these they this those through
+    to too under until up very was we were what when where which while who whom why will with would you your
+    yours yourself told one two may might must us new like get got""".split()
+)
+MIN_WORDS = 8
+MAX_WORDS = 60
+MMR_LAMBDA = 0.6
+ADJACENT = 2
+ADJACENCY_PENALTY = 0.25
+
+
+def content_words(text: str) -> list[str]:
+    """Lower-cased words that carry meaning (no stop words, no one-letter words)."""
+    return [w for w in map(str.lower, _WORD.findall(text)) if len(w) > 1 and w not in STOPWORDS]
+
+
+def _eligible(sentence: Sentence) -> bool:
+    words = sentence.text.split()
+    if not (MIN_WORDS <= len(words) <= MAX_WORDS):
+        return False
+    if sentence.text.rstrip()[-1:] not in ".!?\"'”’)":
+        return False  # headings, captions and fragments carry no full statement
+    return not sentence.text.endswith("?")
+
+
+def _similarity(a: Counter[str], b: Counter[str], a_total: int, b_total: int) -> float:
+    """Shared words (with counts) over the geometric mean of the sizes; totals are sum(bag.values())."""
+    if len(b) < len(a):
+        a, b = b, a
+    shared = sum(min(count, b[word]) for word, count in a.items() if word in b)
+    return shared / math.sqrt(max(1, a_total) * max(1, b_total))
+
+
+def rank_sentences(sentences: list[Sentence], title: str | None = None) -> list[tuple[float, Sentence]]:
+    """Score every eligible sentence by centrality (shared content words), position and the headline."""
+    return [(score, sentence) for score, sentence, _ in _ranked(sentences, title)]
+
+
+def _ranked(sentences: list[Sentence], title: str | None) -> list[tuple[float, Sentence, Counter[str]]]:
+    """rank_sentences, each with its bag of content words (so callers need not count them again)."""
+    title_words = set(content_words(title or ""))
+    words = [content_words(s.text) for s in sentences]
+    bags = [Counter(w) for w in words]
+    # Counted from flat iterables (C loops): a bag's keys once each, every word for the centroid.
+    document_frequency = Counter(chain.from_iterable(bags))
+    n = len(sentences)
+    idf = {w: math.log(1 + n / df) for w, df in document_frequency.items()}
+    centroid = Counter(chain.from_iterable(words))
+    ranked: list[tuple[float, Sentence, Counter[str]]] = []
+    for position, (sentence, bag) in enumerate(zip(sentences, bags, strict=True)):
+        if not _eligible(sentence) or not bag:
+            continue
+        weight = sum(idf[w] * min(centroid[w] - bag[w], 5) for w in bag) / (len(bag) ** 0.5 * 10)
+        lead_bonus = 1.0 + 0.35 * math.exp(-position / max(4.0, n / 8))
+        # Direct quotations are colour, not the news: rank them a little lower.
+        quote_penalty = 0.8 if sentence.text.lstrip()[:1] in "\"“'‘" else 1.0
+        # The headline names the story: sentences that share its words carry it.
+        title_bonus = 1.0 + 0.5 * len(title_words & set(bag)) / len(title_words) if title_words else 1.0
+        ranked.append((weight * lead_bonus * quote_penalty * title_bonus, sentence, bag))
+    ranked.sort(key=lambda item: (-item[0], item[1].start))
+    return ranked
+
+
+def summarize_extractive(sentences: list[Sentence], max_sentences: int, title: str | None = None) -> list[Sentence]:
+    """The best sentences by maximal marginal relevance (rank minus overlap with those already chosen),
+    returned in article order, so the summary covers the article rather than repeating its lead."""
+    ranked = _ranked(sentences, title)
+    position = {s.id: i for i, s in enumerate(sentences)}
+    if not ranked:
+        return []
+    top = ranked[0][0] or 1.0
+    relevance = [score / top for score, _, _ in ranked]
+    totals = [sum(bag.values()) for _, _, bag in ranked]
+    places = [position[sentence.id] for _, sentence, _ in ranked]
+    # Each candidate's largest similarity to a chosen sentence, and whether one is its neighbour:
+    # updated once per pick (not recomputed against every chosen sentence on every round).
+    most_similar = [0.0] * len(ranked)
+    near_chosen = [False] * len(ranked)
+    open_candidates = list(range(len(ranked)))
+    chosen: list[Sentence] = []
+    while open_candidates and len(chosen) < max_sentences:
+        best, best_value = -1, -math.inf
+        for i in open_candidates:
+            redundancy = most_similar[i]
+            # Neighbours of a chosen sentence usually continue its point: prefer spread.
+            if near_chosen[i]:
+                redundancy += ADJACENCY_PENALTY
+            if redundancy > 0.5 + ADJACENCY_PENALTY:
+                continue  # a near-duplicate says nothing new
+            value = MMR_LAMBDA * relevance[i] - (1 - MMR_LAMBDA) * redundancy
+            if value > best_value:
+                best, best_value = i, value
+        if best < 0:
+            break
+        open_candidates.remove(best)
+        chosen.append(ranked[best][1])
+        picked_bag, picked_total, picked_place = ranked[best][2], totals[best], places[best]
+        for i in open_candidates:
+            similarity = _similarity(ranked[i][2], picked_bag, totals[i], picked_total)
+            most_similar[i] = max(most_similar[i], similarity)
+            near_chosen[i] = near_chosen[i] or abs(places[i] - picked_place) <= ADJACENT
+    return sorted(chosen, key=lambda s: s.start)
+
+
+def select_excerpt(
+    sentences: list[Sentence], budget_tokens: int, title: str | None = None, lead: int = 3
+) -> list[Sentence]:
+    """The first `lead` sentences and then the highest-ranked ones, in article order, within `budget_tokens`.
+
+    Costs are prompt-line tokens (chunking.sentence_tokens). Every sentence keeps its own id, so
+    what is cited from the excerpt still points into the whole article.
+    """
+    costs = {s.id: sentence_tokens(s) for s in sentences}
+    if sum(costs.values()) <= budget_tokens:
+        return list(sentences)
+    chosen: set[str] = set()
+    used = 0
+    for sentence in [*sentences[:lead], *(s for _, s in rank_sentences(sentences, title))]:
+        cost = costs[sentence.id]
+        if sentence.id not in chosen and used + cost <= budget_tokens:
+            chosen.add(sentence.id)
+            used += cost
+    return [s for s in sentences if s.id in chosen]

@@ -1,0 +1,363 @@
+"""The only module that talks to an OpenAI-compatible chat-completions server.
+
+Who retries what (never two layers on one failure):
+- the `openai` client is built with `max_retries=0`;
+- one tenacity policy here owns transport failures (connection errors, timeouts, 408, 409, 429,
+  5xx): exponential backoff with jitter, `Retry-After` honoured, bounded by attempts and a total
+  deadline, then `LLMUnavailable` / `LLMTimeout` carrying the attempt count;
+- a separate, bounded re-ask loop owns replies that arrived but are not valid JSON of the
+  requested shape: the error is fed back to the model, then `LLMBadOutput`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+)
+
+from service.core import metrics
+from service.core.breaker import CircuitBreaker
+from service.core.config import Settings
+from service.core.errors import LLMBadOutput, LLMTimeout, LLMUnavailable
+from service.pipeline.limits import llm_call_slot
+
+if TYPE_CHECKING:  # imported where used: `import openai` takes ~1 s, which no embedded-only run needs
+    import openai
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = {408, 409, 429}
+CHAT_COMPLETIONS_PATH = "/chat/completions"
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.S)
+
+
+@dataclass
+class LLMResult:
+    """A parsed JSON answer and what it cost."""
+
+    data: dict[str, Any]
+    prompt_tokens: int
+    completion_tokens: int
+    attempts: int  # transport attempts summed over re-asks
+    reasks: int
+    model: str
+
+
+class InvalidOutput(ValueError):
+    """The model's reply is not JSON of the requested shape (message is fed back to the model)."""
+
+
+# Called once the current task's request body is fully on the wire (see `build_openai_client`):
+# summarize.py starts its CPU-bound verifier index then, not while the request is still being sent,
+# which it would slow down (a send that releases the GIL waits up to a switch interval, 5 ms, to get
+# it back from a busy thread).
+on_request_sent: ContextVar[Callable[[], None] | None] = ContextVar("on_request_sent", default=None)
+_BODY_SENT_EVENTS = frozenset({"http11.send_request_body.complete", "http2.send_request_body.complete"})
+
+
+async def _trace_request_sent(event_name: str, info: dict[str, Any]) -> None:
+    if event_name in _BODY_SENT_EVENTS and (callback := on_request_sent.get()) is not None:
+        callback()
+
+
+async def _ask_for_request_sent(request: httpx.Request) -> None:
+    """httpx request hook: have httpcore report the body's send via its `trace` extension."""
+    if on_request_sent.get() is not None:
+        request.extensions["trace"] = _trace_request_sent
+
+
+def build_openai_client(settings: Settings, http_client: httpx.AsyncClient | None = None) -> openai.AsyncOpenAI:
+    """The official async client for the configured server; retries are ours, not the client's."""
+    import openai
+
+    if http_client is None:  # openai's own default client (its limits, timeouts), plus the send hook
+        http_client = openai.DefaultAsyncHttpxClient(event_hooks={"request": [_ask_for_request_sent]})
+    return openai.AsyncOpenAI(
+        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed",
+        base_url=settings.openai_base_url or None,
+        timeout=settings.llm_timeout_s,
+        max_retries=0,
+        http_client=http_client,
+    )
+
+
+def _is_transport_failure(exc: BaseException) -> bool:
+    import openai
+
+    if isinstance(exc, openai.APIConnectionError | json.JSONDecodeError):  # timeouts; a body cut off in transit
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
+    return False
+
+
+def retry_after_seconds(exc: BaseException | None) -> float | None:
+    """Seconds the server asked us to wait (Retry-After / retry-after-ms), if any."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    headers = response.headers
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+class _BackoffHonouringRetryAfter:
+    """tenacity wait: the server's Retry-After when given, else exponential backoff with full jitter."""
+
+    def __init__(self, initial: float, maximum: float, rng: random.Random | None = None) -> None:
+        self.initial, self.maximum = initial, maximum
+        self.rng = rng or random.Random()
+
+    def __call__(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        asked = retry_after_seconds(exc)
+        if asked is not None:
+            return min(asked, self.maximum)
+        ceiling = min(self.maximum, self.initial * 2 ** (state.attempt_number - 1))
+        return self.rng.uniform(ceiling / 2, ceiling)
+
+
+def parse_json_reply(content: str | None, validate: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+    """Parse the model's reply as a JSON object (tolerating a Markdown fence) and validate it."""
+    if not content or not content.strip():
+        raise InvalidOutput("the reply was empty")
+    text = _FENCE.sub("", content.strip())
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        # Some servers wrap the object in prose: take the outermost {...} once.
+        first, last = text.find("{"), text.rfind("}")
+        if first == -1 or last <= first:
+            raise InvalidOutput(f"the reply is not JSON ({exc.msg} at position {exc.pos})") from None
+        try:
+            data = json.loads(text[first : last + 1])
+        except json.JSONDecodeError as inner:
+            raise InvalidOutput(f"the reply is not JSON ({inner.msg} at position {inner.pos})") from None
+    if not isinstance(data, dict):
+        raise InvalidOutput("the reply must be a JSON object")
+    if validate is not None:
+        validate(data)
+    return data
+
+
+class LLMClient:
+    """Asks an OpenAI-compatible server for JSON answers, with our retry and re-ask policies."""
+
+    def __init__(self, settings: Settings, client: openai.AsyncOpenAI | None = None) -> None:
+        self.settings = settings
+        self.client = client or build_openai_client(settings)
+        self.model = settings.model
+        # Downgraded at run time when a server refuses json_schema (some vLLM/llama.cpp builds).
+        self.structured_output = settings.structured_output
+        self.retries = 0  # transport retries made by this client, for metrics
+        self.breaker = CircuitBreaker(settings.breaker_failure_threshold, settings.breaker_cooldown_s)
+
+    @property
+    def base_url(self) -> str:
+        return str(self.client.base_url)
+
+    def _response_format(self, schema_name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
+        if self.structured_output == "json_schema":
+            return {"type": "json_schema", "json_schema": {"name": schema_name, "schema": schema, "strict": True}}
+        if self.structured_output == "json_object":
+            return {"type": "json_object"}
+        return None
+
+    async def _create(self, messages: list[dict[str, str]], response_format: dict[str, Any] | None) -> dict[str, Any]:
+        """One chat completion as the server's JSON object (a body cut off in transit raises JSONDecodeError)."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.settings.temperature,
+            "max_tokens": self.settings.completion_max_tokens,
+        }
+        if response_format is not None:
+            body["response_format"] = response_format
+        # The process-wide slot is held only for the HTTP call, never across a retry's sleep.
+        async with llm_call_slot(self.settings), metrics.observe_llm_call():
+            # `client.post` (openai's documented way to call an endpoint directly) keeps the client's
+            # auth, base URL, timeout and status-error mapping, but skips `chat.completions.create`'s
+            # per-call walk of the messages against its TypedDicts and the pydantic ChatCompletion it
+            # builds: ~1 ms of CPU per call, on a body (the article) we already built as plain JSON.
+            response = await self.client.post(CHAT_COMPLETIONS_PATH, body=body, cast_to=httpx.Response)
+            completion = json.loads(response.content)
+        return completion if isinstance(completion, dict) else {}
+
+    async def _create_with_retries(
+        self, messages: list[dict[str, str]], schema_name: str, schema: dict[str, Any]
+    ) -> tuple[dict[str, Any], int]:
+        """One completion, transport failures retried. Returns (completion, attempts)."""
+        import openai  # already loaded by the client (see the TYPE_CHECKING import)
+
+        s = self.settings
+        attempts = 0
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_is_transport_failure),
+            stop=stop_after_attempt(s.llm_max_attempts) | stop_after_delay(s.llm_retry_deadline_s),
+            wait=_BackoffHonouringRetryAfter(s.llm_backoff_initial_s, s.llm_backoff_max_s),
+            reraise=True,
+            before_sleep=self._count_retry,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    return await self._create_downgrading(messages, schema_name, schema), attempts
+        except openai.APITimeoutError as exc:
+            raise LLMTimeout(
+                f"the model did not answer within {s.llm_timeout_s:g} s ({attempts} attempts)", attempts=attempts
+            ) from exc
+        except json.JSONDecodeError as exc:  # the openai client parses the HTTP body itself
+            raise LLMBadOutput(
+                f"the model server's HTTP body was not valid JSON {attempts} times (truncated?); giving up",
+                attempts=attempts,
+            ) from exc
+        except openai.APIConnectionError as exc:
+            raise LLMUnavailable(
+                f"could not reach the model server at {self.base_url} after {attempts} attempts: {exc}",
+                attempts=attempts,
+            ) from exc
+        except openai.APIStatusError as exc:
+            if _is_transport_failure(exc):
+                raise LLMUnavailable(
+                    f"the model server answered HTTP {exc.status_code} {attempts} times; giving up",
+                    attempts=attempts,
+                    retry_after=retry_after_seconds(exc),
+                ) from exc
+            raise LLMBadOutput(
+                f"the model server refused the request: HTTP {exc.status_code}: {_short(exc.message)}",
+                attempts=attempts,
+            ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _create_downgrading(
+        self, messages: list[dict[str, str]], schema_name: str, schema: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One request; when the server refuses the structured-output mode, ask again in a plainer one."""
+        import openai
+
+        while True:
+            try:
+                return await self._create(messages, self._response_format(schema_name, schema))
+            except openai.BadRequestError as exc:
+                if not self._downgrade_structured_output(exc):
+                    raise
+
+    def _count_retry(self, state: RetryCallState) -> None:
+        self.retries += 1
+        metrics.LLM_RETRIES.inc()
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("llm transport retry %d: %s", state.attempt_number, type(exc).__name__)
+
+    def _downgrade_structured_output(self, exc: openai.BadRequestError) -> bool:
+        """Step json_schema → json_object → none when the server says it cannot do the mode."""
+        text = str(exc.message).lower()
+        if "response_format" not in text and "json_schema" not in text and "json_object" not in text:
+            return False
+        order = ["json_schema", "json_object", "none"]
+        position = order.index(self.structured_output)
+        if position == len(order) - 1:
+            return False
+        self.structured_output = order[position + 1]  # type: ignore[assignment]
+        log.info("server refused response_format; falling back to %s", self.structured_output)
+        return True
+
+    async def complete_json(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        schema_name: str,
+        schema: dict[str, Any],
+        validate: Callable[[dict[str, Any]], None] | None = None,
+    ) -> LLMResult:
+        """Ask for a JSON object matching `schema`; re-ask (bounded) when the reply is invalid."""
+        conversation = list(messages)
+        prompt_tokens = completion_tokens = attempts = 0
+        last_error = ""
+        for reask in range(self.settings.llm_reask_attempts + 1):
+            async with self.breaker.guard():  # breaker.py: fail fast after repeated upstream failures
+                completion, made = await self._create_with_retries(conversation, schema_name, schema)
+            attempts += made
+            usage = _token_usage(completion)
+            prompt_tokens += usage["prompt"]
+            completion_tokens += usage["completion"]
+            metrics.record_llm_tokens(usage)
+            content = _reply_content(completion)
+            try:
+                data = parse_json_reply(content, validate)
+            except InvalidOutput as exc:
+                last_error = str(exc)
+                log.warning("llm reply invalid (re-ask %d): %s", reask, last_error)
+                metrics.LLM_REASKS.inc()
+                conversation = [
+                    *messages,
+                    {"role": "assistant", "content": (content or "")[:4000]},
+                    {
+                        "role": "user",
+                        "content": f"That answer was invalid: {last_error}. "
+                        "Answer again with only the JSON object in the required shape.",
+                    },
+                ]
+                continue
+            return LLMResult(data, prompt_tokens, completion_tokens, attempts, reask, self.model)
+        raise LLMBadOutput(
+            f"the model's answer was not valid after {self.settings.llm_reask_attempts + 1} tries: {last_error}",
+            attempts=attempts,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def _token_usage(completion: dict[str, Any]) -> dict[str, int]:
+    """Prompt and completion tokens as the server reported them (0 when absent or malformed)."""
+    usage = completion.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    return {
+        kind: count if isinstance(count := usage.get(f"{kind}_tokens"), int) and count > 0 else 0
+        for kind in ("prompt", "completion")
+    }
+
+
+def _reply_content(completion: dict[str, Any]) -> str | None:
+    """The first choice's message text, or None when the completion has none."""
+    choices = completion.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    message = choices[0].get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    return content if isinstance(content, str) else None
+
+
+def _short(text: object, limit: int = 200) -> str:
+    value = str(text)
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+

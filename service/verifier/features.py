@@ -1,0 +1,269 @@
+"""A claim × its evidence sentences → named feature values and the concrete problems found."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from service.verifier.analysis import Analysis, is_dictionary_word, lemma_free, lexicon
+
+__all__ = ["FEATURE_NAMES", "FEATURE_SIGNS", "Comparison", "SourceVocabulary", "compare"]
+
+# Order matters: the shipped weights in service/data/verifier.json are listed by these names.
+FEATURE_NAMES: tuple[str, ...] = (
+    "recall",  # share of the claim's content lemmas found in the evidence
+    "weighted_recall",  # the same, longer (rarer) words weigh more
+    "bigram_recall",  # share of the claim's lemma bigrams found in the evidence
+    "best_sentence_recall",  # recall against the single best evidence sentence
+    "longest_run",  # longest run of claim tokens found verbatim in one evidence sentence / claim length
+    "novel_in_source",  # share of content lemmas that occur nowhere in the whole source
+    "missing_numbers",  # numbers of the claim absent from the evidence (capped at 2)
+    "missing_names",  # capitalised names absent from the evidence (capped at 3)
+    "missing_quote",  # a quotation not found verbatim in the evidence
+    "negation_flip",  # the claim drops or adds a negation of an evidence word
+    "antonym_flip",  # the claim uses the antonym of an evidence word it does not contain
+    "log_length",  # log(1 + number of content lemmas)
+    "evidence_sentences",  # how many sentences the evidence spans (1-3)
+    "log_missing_content",  # log(1 + content lemmas absent from the evidence)
+    "names_not_in_source",  # names that occur nowhere in the source (capped at 3)
+    "numbers_not_in_source",  # numbers that occur nowhere in the source (capped at 2)
+    "repeated_words",  # content lemmas the claim repeats (capped at 2): degenerate output
+)
+
+# The direction each weight may take when trained (+1: more of it never lowers the score; -1: never
+# raises it; 0: free). Keeps the learned model monotone in what a reader would expect.
+FEATURE_SIGNS: tuple[int, ...] = tuple(
+    {
+        "recall": 1,
+        "weighted_recall": 1,
+        "bigram_recall": 1,
+        "best_sentence_recall": 1,
+        "longest_run": 1,
+        "novel_in_source": -1,
+        "missing_numbers": -1,
+        "missing_names": -1,
+        "missing_quote": -1,
+        "negation_flip": -1,
+        "antonym_flip": -1,
+        "log_length": 0,
+        "evidence_sentences": 1,
+        "log_missing_content": -1,
+        "names_not_in_source": -1,
+        "numbers_not_in_source": -1,
+        "repeated_words": -1,
+    }[name]
+    for name in FEATURE_NAMES
+)
+
+
+@dataclass(frozen=True)
+class SourceVocabulary:
+    """Everything the whole source says, for telling 'elsewhere in the article' from 'made up'."""
+
+    content: frozenset[str]
+    words: frozenset[str]  # surface tokens and lemmas
+    numbers: frozenset[str]
+    proper: frozenset[str]  # words only ever capitalised mid-sentence here: names
+
+    @classmethod
+    def of(cls, analyses: Sequence[Analysis]) -> SourceVocabulary:
+        """Collect the vocabulary of analysed source sentences."""
+        content: set[str] = set()
+        words: set[str] = set()
+        numbers: set[str] = set()
+        capitalised: set[str] = set()
+        lower: set[str] = set()
+        for a in analyses:
+            capitalised |= a.names
+            lower |= a.lower_words
+            content |= a.content
+            words.update(a.tokens)
+            words.update(a.lemmas)
+            numbers |= a.numbers
+        return cls(frozenset(content), frozenset(words), frozenset(numbers), frozenset(capitalised - lower))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Feature values (in FEATURE_NAMES order) and human-readable problems, most serious first."""
+
+    values: tuple[float, ...]
+    problems: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, float]:
+        """Feature name → value, for debugging and docs."""
+        return dict(zip(FEATURE_NAMES, self.values, strict=True))
+
+
+def _weight(word: str) -> float:
+    # Longer words are rarer and carry the content ("Lukashenka" vs "man"); cheap IDF stand-in.
+    return min(len(word), 10) / 10.0
+
+
+def _longest_run(claim: Analysis, evidence: Sequence[Analysis]) -> float:
+    tokens = claim.tokens
+    if not tokens:
+        return 0.0
+    best = 0
+    for sentence in evidence:
+        joined = sentence.joined
+        # Grow a window greedily: cheap and exact enough for "is this copied" questions.
+        start = 0
+        while start < len(tokens) and len(tokens) - start > best:
+            end = start + best + 1
+            if (" " + " ".join(tokens[start:end]) + " ") not in joined:
+                start += 1
+                continue
+            while end < len(tokens) and (" " + " ".join(tokens[start : end + 1]) + " ") in joined:
+                end += 1
+            best = max(best, end - start)
+            start += 1
+    return best / len(tokens)
+
+
+def _contains_phrase(evidence: Sequence[Analysis], phrase: tuple[str, ...]) -> bool:
+    needle = " " + " ".join(phrase) + " "
+    return any(needle in sentence.joined for sentence in evidence)
+
+
+def _as_written(claim: Analysis, value: str) -> str:
+    # "number 'first' not in evidence" reads better than "number 1 not in evidence".
+    words = lexicon().number_words
+    for token, canonical in zip(claim.tokens, claim.lemmas, strict=True):
+        if token in words and f"{words[token]:g}" == value:
+            return f"'{token}'"
+        if canonical == value:
+            return value
+    return value
+
+
+def claim_names(claim: Analysis, source: SourceVocabulary) -> frozenset[str]:
+    """Names in the claim; a claim with no capitals borrows them from the source or the dictionary."""
+    if not claim.lowercased:
+        return claim.names
+    stopwords = lexicon().stopwords
+    return frozenset(
+        t for t in claim.tokens
+        if t.isalpha() and len(t) > 2 and t not in stopwords
+        and (t in source.proper or not is_dictionary_word(t))
+    )
+
+
+def _near(lemmas: Sequence[str], one: str, other: str, span: int = 4) -> bool:
+    """True when `one` and `other` occur within `span` words of each other in `lemmas`."""
+    at = [i for i, lm in enumerate(lemmas) if lm == one]
+    return any(0 < abs(j - i) <= span for j, lm in enumerate(lemmas) if lm == other for i in at)
+
+
+def _negation_flip(claim: Analysis, evidence: Sequence[Analysis]) -> str | None:
+    """The negating phrase, when the claim and the evidence disagree on whether a word is negated.
+
+    Each word is judged against the evidence sentence that says the most of what the claim says
+    among those holding it, so a negation elsewhere in multi-sentence evidence, or elsewhere in the
+    same sentence, can neither hide a flip nor invent one. One side negating a word the other states
+    plainly is a flip, unless the negation merely moved to a word beside it ("did not give any
+    evidence" ≈ "gave no evidence") or the other side hedges it ("little to gain" ≈ "does not have
+    much to gain"). A word negated twice on one side and once on the other is a flip too ("nobody is
+    not forcing" ≠ "nobody is forcing").
+    """
+    content = claim.content
+    words = set(claim.negated)
+    for sentence in evidence:
+        words |= sentence.negated & content
+    for word in sorted(words):
+        holding = [s for s in evidence if word in s.content]
+        if not holding:
+            continue
+        aligned = max(holding, key=lambda s: len(content & s.content))
+        if word in claim.negated and word not in aligned.negated:
+            moved = any(_near(claim.lemmas, word, x) for x in aligned.negated & (content - claim.negated))
+            if not moved and word not in aligned.hedged:
+                return claim.negation_phrases.get(word, word)
+        elif word in aligned.negated and word not in claim.negated:
+            moved = any(_near(aligned.lemmas, word, y) for y in claim.negated & (aligned.content - aligned.negated))
+            if not moved and word not in claim.hedged:
+                return aligned.negation_phrases.get(word, word)
+        elif (word in claim.doubly_negated) != (word in aligned.doubly_negated):
+            side = claim if word in claim.doubly_negated else aligned
+            return side.negation_phrases.get(word, word)
+    return None
+
+
+def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabulary) -> Comparison:
+    """Compare a claim with its evidence sentences, and with the `source` vocabulary as a whole."""
+    lex = lexicon()
+    ev_content: set[str] = set()
+    ev_tokens: set[str] = set()
+    ev_bigrams: set[tuple[str, str]] = set()
+    ev_numbers: set[str] = set()
+    ev_lemmas: set[str] = set()
+    for sentence in evidence:
+        ev_content |= sentence.content
+        ev_tokens.update(sentence.tokens)
+        ev_lemmas.update(sentence.lemmas)
+        ev_bigrams |= sentence.bigrams
+        ev_numbers |= sentence.numbers
+
+    content = claim.content
+    n = len(content)
+    found = content & ev_content
+    recall = len(found) / n if n else 1.0
+    # Summed in sorted order: set order varies between processes and float sums must not.
+    total_weight = sum(_weight(w) for w in sorted(content))
+    weighted = sum(_weight(w) for w in sorted(found)) / total_weight if total_weight else 1.0
+    bigram_recall = len(claim.bigrams & ev_bigrams) / len(claim.bigrams) if claim.bigrams else recall
+    best_sentence = max((len(content & s.content) / n for s in evidence), default=0.0) if n else 1.0
+    novel = len(content - source.content) / n if n else 0.0
+
+    problems: list[str] = []
+    missing_numbers = sorted(claim.numbers - ev_numbers)
+    for number in missing_numbers[:1]:
+        problems.append(f"number {_as_written(claim, number)} not in evidence")
+    names = claim_names(claim, source)
+    absent = {name for name in names if name not in ev_tokens and name not in ev_lemmas}
+    # Report names in the order the claim uses them ("Yekaterina Schulmann" → Yekaterina first).
+    missing_names = (
+        list(dict.fromkeys(lemma_free(t) for t in claim.tokens if lemma_free(t) in absent)) if absent else []
+    )
+    for name in missing_names[:1]:
+        problems.append(f"name '{name.title()}' not in evidence")
+    missing_quote = any(not _contains_phrase(evidence, quote) for quote in claim.quotes)
+    if missing_quote:
+        problems.append("quotation not in evidence")
+
+    flip = _negation_flip(claim, evidence)
+    if flip is not None:
+        problems.append(f"negation differs from evidence: '{flip}'")
+    antonym = next(
+        (
+            (w, a)
+            for w in sorted(content - ev_content)
+            for a in sorted(lex.antonyms.get(w, ()))
+            if a in ev_lemmas
+        ),
+        None,
+    )
+    if antonym is not None:
+        problems.append(f"'{antonym[0]}' contradicts '{antonym[1]}' in evidence")
+
+    values = (
+        recall,
+        weighted,
+        bigram_recall,
+        best_sentence,
+        _longest_run(claim, evidence),
+        novel,
+        float(min(len(missing_numbers), 2)),
+        float(min(len(missing_names), 3)),
+        float(missing_quote),
+        float(flip is not None),
+        float(antonym is not None),
+        math.log1p(n),
+        float(len(evidence)),
+        math.log1p(n - len(found)),
+        float(min(sum(1 for name in names if name not in source.words), 3)),
+        float(min(len(claim.numbers - source.numbers), 2)),
+        float(min(claim.repeated, 2)),
+    )
+    return Comparison(values=values, problems=tuple(problems))

@@ -1,0 +1,194 @@
+"""A summary sentence × its cited source sentences → a verdict, a score, evidence and a reason (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from service.core.schema import Sentence
+from service.verifier.analysis import Analysis, analyze
+from service.verifier.features import FEATURE_NAMES, Comparison, SourceVocabulary, compare
+from service.verifier.scoring import VerifierModel, load_model
+
+__all__ = ["DEFAULT_THRESHOLD", "SourceIndex", "Verification", "verify_claim", "warm_up"]
+
+DEFAULT_THRESHOLD: float = load_model().threshold
+_RECALL = FEATURE_NAMES.index("recall")
+
+
+def warm_up() -> None:
+    """Load the lemmatizer's dictionary and the shipped weights now (about 0.4 s) instead of in the first request."""
+    load_model()
+    analyze("The analysts said the trucks were filmed 400km from the border on August 16.")
+
+
+class SourceIndex:
+    """Every source sentence analysed once, plus a word → sentences index for finding evidence."""
+
+    def __init__(self, sentences: list[Sentence]) -> None:
+        self.sentences = sentences
+        self.by_id: dict[str, Sentence] = {s.id: s for s in sentences}
+        self.position: dict[str, int] = {s.id: i for i, s in enumerate(sentences)}
+        self.analyses: list[Analysis] = [analyze(s.text) for s in sentences]
+        self.vocabulary = SourceVocabulary.of(self.analyses)
+        postings: dict[str, list[int]] = {}
+        for i, a in enumerate(self.analyses):
+            for word in a.content | a.names | a.numbers:
+                postings.setdefault(word, []).append(i)
+        self.postings = postings
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The verifier's answer for one claim."""
+
+    verdict: Literal["supported", "unsupported"]
+    score: float
+    evidence_ids: list[str] = field(default_factory=list)
+    recited: bool = False
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class _Scored:
+    positions: tuple[int, ...]
+    score: float
+    comparison: Comparison
+
+
+def _score(claim: Analysis, positions: Sequence[int], index: SourceIndex, model: VerifierModel) -> _Scored:
+    comparison = compare(claim, [index.analyses[p] for p in positions], index.vocabulary)
+    # Rounded before any comparison with the threshold, so the reported score never contradicts the verdict.
+    return _Scored(tuple(positions), round(model.score(comparison.values), 4), comparison)
+
+
+def candidate_evidence(
+    claim: Analysis, index: SourceIndex, *, primaries: int = 4, window: int = 3, max_sentences: int = 3
+) -> list[tuple[int, ...]]:
+    """Evidence sets worth scoring: each of the best-overlapping sentences alone, and with up to two
+    neighbours (within `window` positions) that cover claim words it lacks."""
+    wanted = claim.content | claim.names | claim.numbers
+    if not wanted:
+        return []
+    overlap: dict[int, float] = {}
+    for word in wanted:
+        # Longer words are rarer and say more about which sentence is meant.
+        for p in index.postings.get(word, ()):
+            overlap[p] = overlap.get(p, 0.0) + min(len(word), 10)
+    candidates_out: list[tuple[int, ...]] = []
+    for primary in sorted(overlap, key=lambda p: (-overlap[p], p))[:primaries]:
+        chosen = [primary]
+        covered = set(index.analyses[primary].content | index.analyses[primary].names)
+        covered |= index.analyses[primary].numbers
+        candidates = [p for p in range(primary - window, primary + window + 1)
+                      if p != primary and 0 <= p < len(index.analyses)]
+        while len(chosen) < max_sentences:
+            gains = {
+                p: len((wanted - covered) & (index.analyses[p].content | index.analyses[p].names
+                                              | index.analyses[p].numbers))
+                for p in candidates if p not in chosen
+            }
+            if not gains or max(gains.values()) == 0:
+                break
+            add = min(gains, key=lambda p: (-gains[p], abs(p - primary)))
+            chosen.append(add)
+            covered |= index.analyses[add].content | index.analyses[add].names | index.analyses[add].numbers
+        candidates_out.append((primary,))
+        if len(chosen) > 1:
+            candidates_out.append(tuple(sorted(chosen)))
+    return candidates_out
+
+
+def _search(claim: Analysis, index: SourceIndex, model: VerifierModel) -> _Scored | None:
+    """Best-scoring evidence set in the whole source, or None when no sentence shares a word."""
+    best: _Scored | None = None
+    for positions in candidate_evidence(claim, index, **model.search):
+        scored = _score(claim, positions, index, model)
+        if best is None or scored.score > best.score:
+            best = scored
+    return best
+
+
+def _reason(scored: _Scored | None, claim: Analysis, index: SourceIndex, cited_unrelated: bool) -> str:
+    if cited_unrelated:
+        return "cited sentences are unrelated"
+    if scored is None:
+        return "no source sentence shares its words"
+    if scored.comparison.problems:
+        return scored.comparison.problems[0]
+    evidence_words: set[str] = set()
+    for p in scored.positions:
+        evidence_words |= index.analyses[p].content
+    missing = sorted(claim.content - evidence_words)
+    if missing:
+        shown = ", ".join(f"'{w}'" for w in missing[:3])
+        return f"words {shown} not in evidence" if len(missing) > 1 else f"word {shown} not in evidence"
+    return "wording departs too far from evidence"
+
+
+# Share of the claim's content words the cited sentences must hold for them to count as "related".
+RELATED_RECALL = 0.5
+
+
+def _launders(cited: _Scored | None, found: _Scored) -> bool:
+    """True when re-citing would hide a fault rather than fix a citation.
+
+    Re-citation exists for citations that point at the wrong place. When the model's own citation is
+    related (it holds most of the claim's words) but contradicts the claim on a hard fact (a name,
+    number, negation or quotation), evidence that keeps the cited sentence and adds another one that
+    happens to hold the changed fact is a swap stitched together, not support: "Baunov said X"
+    rewritten as "Schulmann said X" must not pass because Schulmann is quoted elsewhere. Nor may
+    evidence that holds less of the claim than the citation did.
+    """
+    if cited is None or not cited.comparison.problems:
+        return False
+    cited_recall = cited.comparison.values[_RECALL]
+    if cited_recall < RELATED_RECALL:
+        return False
+    # Evidence that holds less of the claim than the faulty citation is no better place for it: the
+    # claim is the cited sentence with a fact changed ("has refuted" → "has not refuted"), and a
+    # looser match elsewhere that lacks the changed word would only hide the change.
+    return bool(set(found.positions) & set(cited.positions)) or found.comparison.values[_RECALL] <= cited_recall
+
+
+def verify_claim(
+    claim: str, cited_ids: list[str], index: SourceIndex, *, threshold: float | None = None
+) -> Verification:
+    """Check `claim` against the sentences it cites; if they do not support it, look for better ones.
+
+    Unknown ids are ignored. When the cited sentences fail and better evidence exists anywhere in
+    the source, the claim is re-cited to the best 1-3 sentences (`recited=True`).
+    """
+    model = load_model()
+    limit = model.threshold if threshold is None else threshold
+    analysed = analyze(claim)
+    positions: list[int] = []
+    for sentence_id in cited_ids:
+        p = index.position.get(sentence_id)
+        if p is not None and p not in positions:
+            positions.append(p)
+    cited = _score(analysed, positions, index, model) if positions else None
+    if cited is not None and cited.score >= limit:
+        return Verification("supported", cited.score, [index.sentences[p].id for p in positions])
+
+    found = _search(analysed, index, model)
+    if found is not None and _launders(cited, found):
+        found = None
+    if found is not None and found.score >= limit:
+        ids = [index.sentences[p].id for p in found.positions]
+        return Verification("supported", found.score, ids, recited=ids != [
+            index.sentences[p].id for p in positions])
+
+    if cited is not None:
+        # The claim's own words barely appear in what it cites: say so rather than nit-pick.
+        unrelated = cited.comparison.values[_RECALL] < 0.34 and (found is None or found.positions != cited.positions)
+        return Verification(
+            "unsupported", cited.score, [index.sentences[p].id for p in positions],
+            reason=_reason(cited, analysed, index, unrelated),
+        )
+    ids = [index.sentences[p].id for p in found.positions] if found is not None else []
+    return Verification(
+        "unsupported", found.score if found is not None else 0.0, ids,
+        recited=bool(ids), reason=_reason(found, analysed, index, False),
+    )

@@ -1,0 +1,206 @@
+"""LLMClient at the HTTP boundary (pytest-httpx): retries, Retry-After, timeouts, re-asks, downgrades."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+from pytest_httpx import HTTPXMock
+
+from service.core.config import Settings
+from service.core.errors import LLMBadOutput, LLMTimeout, LLMUnavailable
+from service.pipeline.llm import InvalidOutput, LLMClient, on_request_sent, parse_json_reply, retry_after_seconds
+from tests.conftest import CHAT_URL, chat_completion, cited
+
+SCHEMA = {"type": "object"}
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+async def ask(settings: Settings, **kwargs: object):
+    client = LLMClient(settings)
+    try:
+        return await client.complete_json(MESSAGES, schema_name="cited_summary", schema=SCHEMA, **kwargs)
+    finally:
+        await client.aclose()
+
+
+async def test_success_parses_json_and_reports_usage(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited(("A.", ["s1"])), prompt_tokens=7, completion_tokens=3))
+    result = await ask(llm_settings)
+    assert result.data == {"sentences": [{"text": "A.", "citations": ["s1"]}]}
+    assert (result.prompt_tokens, result.completion_tokens, result.attempts, result.reasks) == (7, 3, 1, 0)
+    sent = json.loads(httpx_mock.get_requests()[0].content)
+    assert sent["response_format"]["type"] == "json_schema"
+    assert sent["response_format"]["json_schema"]["name"] == "cited_summary"
+    assert httpx_mock.get_requests()[0].headers["authorization"] == "Bearer sk-test"
+
+
+async def test_429_with_retry_after_then_success(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    settings = llm_settings.model_copy(update={"llm_backoff_max_s": 1.0})
+    httpx_mock.add_response(url=CHAT_URL, status_code=429, headers={"Retry-After": "0.3"}, json={"error": {"message": "slow down"}})
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited(("A.", ["s1"]))))
+    started = time.monotonic()
+    result = await ask(settings)
+    assert result.attempts == 2
+    assert time.monotonic() - started >= 0.29  # the server's Retry-After was honoured
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_5xx_exhausted_raises_unavailable_with_attempts(httpx_mock: HTTPXMock, llm_settings: Settings, status: int) -> None:
+    for _ in range(llm_settings.llm_max_attempts):
+        httpx_mock.add_response(url=CHAT_URL, status_code=status, json={"error": {"message": "boom"}})
+    with pytest.raises(LLMUnavailable) as caught:
+        await ask(llm_settings)
+    assert caught.value.attempts == llm_settings.llm_max_attempts == len(httpx_mock.get_requests())
+    assert caught.value.status == 503
+
+
+async def test_timeout_is_retried_then_raises_llm_timeout(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    for _ in range(llm_settings.llm_max_attempts):
+        httpx_mock.add_exception(httpx.ReadTimeout("too slow"), url=CHAT_URL)
+    with pytest.raises(LLMTimeout) as caught:
+        await ask(llm_settings)
+    assert caught.value.attempts == llm_settings.llm_max_attempts and caught.value.status == 504
+
+
+async def test_connection_error_then_success(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    httpx_mock.add_exception(httpx.ConnectError("refused"), url=CHAT_URL)
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited(("A.", ["s1"]))))
+    assert (await ask(llm_settings)).attempts == 2
+
+
+async def test_400_is_not_retried(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    httpx_mock.add_response(url=CHAT_URL, status_code=400, json={"error": {"message": "model not found"}})
+    with pytest.raises(LLMBadOutput, match="model not found"):
+        await ask(llm_settings)
+    assert len(httpx_mock.get_requests()) == 1
+
+
+async def test_malformed_json_gets_one_reask_with_the_error(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion('{"sentences": [ {"text": "A."'))
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited(("A.", ["s1"]))))
+    result = await ask(llm_settings)
+    assert result.reasks == 1 and result.prompt_tokens == 240
+    second = json.loads(httpx_mock.get_requests()[1].content)["messages"]
+    assert second[-1]["role"] == "user" and "not JSON" in second[-1]["content"]
+
+
+async def test_still_malformed_after_reasks_raises_bad_output(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    for _ in range(llm_settings.llm_reask_attempts + 1):
+        httpx_mock.add_response(url=CHAT_URL, json=chat_completion("I cannot do that."))
+    with pytest.raises(LLMBadOutput, match="not valid after 2 tries"):
+        await ask(llm_settings)
+
+
+async def test_validation_failure_is_reasked(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    def validate(data: dict) -> None:
+        if "sentences" not in data:
+            raise InvalidOutput('"sentences" missing')
+
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion('{"summary": "x"}'))
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited(("A.", ["s1"]))))
+    assert (await ask(llm_settings, validate=validate)).reasks == 1
+
+
+async def test_the_request_body_is_the_chat_completions_body(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited(("A.", ["s1"]))))
+    await ask(llm_settings)
+    [request] = httpx_mock.get_requests()
+    assert request.method == "POST" and request.headers["content-type"] == "application/json"
+    sent = json.loads(request.content)
+    assert sent == {
+        "model": llm_settings.model,
+        "messages": MESSAGES,
+        "temperature": llm_settings.temperature,
+        "max_tokens": llm_settings.completion_max_tokens,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "cited_summary", "schema": SCHEMA, "strict": True},
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        {"choices": [], "usage": {"prompt_tokens": 5}},
+        {"choices": [{"message": {"role": "assistant", "content": None}}]},
+        {"choices": [{"message": {"role": "assistant", "content": ["not", "text"]}}], "usage": None},
+        ["not", "an", "object"],
+    ],
+)
+async def test_a_completion_without_usable_content_is_reasked(
+    httpx_mock: HTTPXMock, llm_settings: Settings, completion: object
+) -> None:
+    httpx_mock.add_response(url=CHAT_URL, json=completion)
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited(("A.", ["s1"])), prompt_tokens=7, completion_tokens=3))
+    result = await ask(llm_settings)
+    assert result.reasks == 1 and result.data["sentences"][0]["text"] == "A."
+    first_prompt_tokens = (completion.get("usage") or {}).get("prompt_tokens", 0) if isinstance(completion, dict) else 0
+    assert (result.prompt_tokens, result.completion_tokens) == (7 + first_prompt_tokens, 3)
+
+
+async def test_server_without_json_schema_falls_back(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    httpx_mock.add_response(url=CHAT_URL, status_code=400, json={"error": {"message": "response_format json_schema is not supported"}})
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited(("A.", ["s1"]))))
+    client = LLMClient(llm_settings)
+    result = await client.complete_json(MESSAGES, schema_name="x", schema=SCHEMA)
+    await client.aclose()
+    assert result.attempts == 1 and client.structured_output == "json_object"
+    assert json.loads(httpx_mock.get_requests()[1].content)["response_format"] == {"type": "json_object"}
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [('{"a": 1}', {"a": 1}), ('```json\n{"a": 1}\n```', {"a": 1}), ('Here you go: {"a": 1} hope it helps', {"a": 1})],
+)
+def test_parse_json_reply_tolerates_fences_and_prose(content: str, expected: dict) -> None:
+    assert parse_json_reply(content, None) == expected
+
+
+@pytest.mark.parametrize("content", [None, "", "[1, 2]", "no json here"])
+def test_parse_json_reply_refuses_non_objects(content: str | None) -> None:
+    with pytest.raises(InvalidOutput):
+        parse_json_reply(content, None)
+
+
+@pytest.mark.parametrize(("headers", "seconds"), [({"retry-after": "2"}, 2.0), ({"retry-after-ms": "150"}, 0.15), ({}, None)])
+def test_retry_after_seconds(headers: dict, seconds: float | None) -> None:
+    class Failure(Exception):
+        response = httpx.Response(429, headers=headers)
+
+    assert retry_after_seconds(Failure()) == seconds
+
+
+@pytest.mark.httpx_mock(should_mock=lambda request: request.url.host != "127.0.0.1")
+async def test_on_request_sent_reports_once_when_the_body_is_on_the_wire() -> None:
+    """summarize.py starts its CPU-bound index on this report, not before: the send must not wait for it."""
+    from service.testing.sim_llm import SimConfig, SimServer
+
+    with SimServer(SimConfig(base_ms=300, ms_per_1k=0)) as sim:
+        client = LLMClient(Settings(openai_base_url=sim.base_url, openai_api_key="sim"))
+        started = time.perf_counter()
+        reports: list[float] = []
+        token = on_request_sent.set(lambda: reports.append(time.perf_counter() - started))
+        try:
+            await client.complete_json(
+                [{"role": "user", "content": "Source sentences:\n[s1] The council met on Tuesday.\n"}],
+                schema_name="cited_summary",
+                schema=SCHEMA,
+            )
+        finally:
+            on_request_sent.reset(token)
+            await client.aclose()
+        answered = time.perf_counter() - started
+    assert len(reports) == 1
+    assert reports[0] < answered - 0.25  # reported when sent, not when the 300 ms answer came back
+
+
+async def test_no_report_without_a_caller_asking(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited(("Fine.", ["s1"]))))
+    assert on_request_sent.get() is None
+    result = await ask(llm_settings)
+    assert result.data["sentences"][0]["text"] == "Fine."
+    assert "trace" not in httpx_mock.get_requests()[0].extensions

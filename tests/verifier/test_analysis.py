@@ -1,0 +1,48 @@
+"""Sentence analysis: the units the verifier compares, however the sentence was written down."""
+
+from __future__ import annotations
+
+from service.verifier.analysis import analyze
+
+
+def test_treebank_brackets_and_quotes_read_as_plain_text() -> None:
+    tokenised = analyze("The 12,400 feet -LRB- 3,800 metre -RRB- volcano , `` one of the most active '' .")
+    plain = analyze('The 12,400 feet (3,800 metre) volcano, "one of the most active".')
+    assert tokenised.tokens == plain.tokens
+    assert tokenised.names == plain.names == frozenset()  # "LRB" used to read as a name
+    assert tokenised.quotes == plain.quotes == (("one", "of", "the", "most", "active"),)
+
+
+def test_negation_units() -> None:
+    plain = analyze("Nobody is forcing anybody to volunteer.")
+    double = analyze("Nobody is not forcing anybody to volunteer.")
+    assert plain.negated == double.negated == frozenset({"force"})
+    assert plain.doubly_negated == frozenset() and double.doubly_negated == frozenset({"force"})
+    hedged = analyze("Russia has little to gain.")
+    assert hedged.hedged == frozenset({"gain"}) and hedged.negated == frozenset()
+    moved = analyze("The group gave no evidence of troop movements.")
+    assert moved.negated == frozenset({"evidence"}) and moved.negation_phrases["evidence"] == "no evidence"
+
+
+def test_no_longer_negates_the_verb_after_it() -> None:
+    # "longer" is part of the cue: the verb is what is negated, so dropping "no longer" is a flip.
+    negated = analyze("I must no longer hand out sausage rolls.")
+    assert negated.negated == frozenset({"hand"}) and negated.negation_phrases["hand"] == "must no longer hand"
+    assert analyze("A Greek exit could no longer be ruled out.").negated == frozenset({"rule"})
+    assert analyze("I must hand out sausage rolls.").negated == frozenset()
+
+
+def test_stacked_cues_negate_one_word_twice() -> None:
+    # "would not have been without": the "not" reaches the word "without" negates, a double negative.
+    stacked = analyze("City would not have been without that century.")
+    single = analyze("City would have been without that century.")
+    assert stacked.negated == single.negated == frozenset({"century"})
+    assert stacked.doubly_negated == frozenset({"century"}) and single.doubly_negated == frozenset()
+
+
+def test_a_name_after_a_closing_quote_is_a_name() -> None:
+    # "…in the gym,' Hall explained": the quote closes, so "Hall" does not open a sentence. A swapped
+    # speaker there ("Irish explained") went unseen while the word read as sentence-initial.
+    assert analyze("'The last thing is to pick up an injury in the gym,' Hall explained.").names == {"hall"}
+    assert analyze('"It was a long season," Hall said.').names == {"hall"}
+    assert analyze('He said: "Officers told me to stop."').names == frozenset()  # an opening quote still opens
