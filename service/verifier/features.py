@@ -138,6 +138,15 @@ def _as_written(claim: Analysis, value: str) -> str:
     return value
 
 
+def _mentions(words: frozenset[str] | set[str], name: str) -> bool:
+    """True when `words` (tokens and lemmas) hold `name`, bare or possessive.
+
+    A possessive token keeps its "'s" ("united's") and its lemma is a dictionary word's ("unite",
+    "woman", "burn"), so the bare name "united" is in neither: look for the possessive form too.
+    """
+    return name in words or name + "'s" in words
+
+
 def claim_names(claim: Analysis, source: SourceVocabulary) -> frozenset[str]:
     """Names in the claim; a claim with no capitals borrows them from the source or the dictionary."""
     if not claim.lowercased:
@@ -221,7 +230,8 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
     for number in missing_numbers[:1]:
         problems.append(f"number {_as_written(claim, number)} not in evidence")
     names = claim_names(claim, source)
-    absent = {name for name in names if name not in ev_tokens and name not in ev_lemmas}
+    ev_words = ev_tokens | ev_lemmas
+    absent = {name for name in names if not _mentions(ev_words, name)}
     # Report names in the order the claim uses them ("Yekaterina Schulmann" → Yekaterina first).
     missing_names = (
         list(dict.fromkeys(lemma_free(t) for t in claim.tokens if lemma_free(t) in absent)) if absent else []
@@ -262,7 +272,7 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
         math.log1p(n),
         float(len(evidence)),
         math.log1p(n - len(found)),
-        float(min(sum(1 for name in names if name not in source.words), 3)),
+        float(min(sum(1 for name in names if not _mentions(source.words, name)), 3)),
         float(min(len(claim.numbers - source.numbers), 2)),
         float(min(claim.repeated, 2)),
     )

@@ -258,3 +258,32 @@ def test_a_swapped_speaker_after_a_quotation_is_caught() -> None:
     swapped = segment(source)[1].text.replace("Hall explained", "Irish explained")
     result = verify_claim(swapped, ["s2"], index)
     assert result.verdict == "unsupported", result
+
+
+# A possessive token keeps its "'s" and lemmatizes to a dictionary word ("United's" → "unite",
+# "Women's" → "woman"), so the bare name used to be missing from the very sentence it came from.
+POSSESSIVE_SOURCES = [
+    "Manchester United's manager said the club would appeal the decision on Monday.",
+    "Robert Burns's poems were read aloud at the festival in Glasgow on Saturday.",
+    "Critics said the SAT\u2019s new format was unfair to students in rural Ohio.",
+    "The Women's World Cup final drew a record crowd in Sydney on Sunday evening.",
+]
+
+
+@pytest.mark.parametrize("text", POSSESSIVE_SOURCES)
+def test_verbatim_sentence_with_a_possessive_name_is_supported(text: str) -> None:
+    index = SourceIndex(segment(text + " The statement was issued by the press office."))
+    cited = index.sentences[0]
+    result = verify_claim(cited.text, [cited.id], index)
+    assert result == Verification("supported", result.score, [cited.id], False, None)
+
+
+@pytest.mark.parametrize(("text", "swap", "reason"), [
+    (POSSESSIVE_SOURCES[0], ("United's", "City's"), "name 'City' not in evidence"),
+    (POSSESSIVE_SOURCES[1], ("Burns's", "Scott's"), "name 'Scott' not in evidence"),
+])
+def test_a_swapped_possessive_name_is_still_caught(text: str, swap: tuple[str, str], reason: str) -> None:
+    index = SourceIndex(segment(text))
+    cited = index.sentences[0]
+    result = verify_claim(cited.text.replace(*swap), [cited.id], index)
+    assert result.verdict == "unsupported" and result.reason == reason, result
