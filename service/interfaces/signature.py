@@ -17,6 +17,8 @@ __all__ = ["MAX_AGE_S", "Clock", "SignatureCheck", "verify_slack_request"]
 MAX_AGE_S = 60 * 5  # slack_sdk's window; repeated here only to name the reason in the log
 TIMESTAMP_HEADER = "x-slack-request-timestamp"
 SIGNATURE_HEADER = "x-slack-signature"
+MAX_TIMESTAMP_DIGITS = 12  # Unix seconds have 10 digits until the year 2286
+MAX_SIGNATURE_CHARS = 128  # "v0=" and 64 hex digits; a little room for a future version
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,12 @@ def verify_slack_request(
     signature = lowered.get(SIGNATURE_HEADER)
     if not timestamp or not signature:
         return SignatureCheck(False, "missing X-Slack-Request-Timestamp or X-Slack-Signature")
-    # slack_sdk calls int() on the timestamp and .decode() on bytes; both raise on junk, which must be a 401.
-    if not timestamp.isascii() or not timestamp.isdigit():
+    # slack_sdk calls int() on the timestamp (which raises past 4,300 digits), .decode() on bytes and
+    # hmac.compare_digest on the signature (TypeError on non-ASCII str): junk in any must be a 401.
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > MAX_TIMESTAMP_DIGITS:
         return SignatureCheck(False, "malformed X-Slack-Request-Timestamp")
+    if not signature.isascii() or len(signature) > MAX_SIGNATURE_CHARS:
+        return SignatureCheck(False, "malformed X-Slack-Signature")
     if isinstance(body, bytes):
         try:
             body.decode("utf-8")

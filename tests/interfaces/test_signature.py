@@ -99,10 +99,19 @@ def test_empty_secret_refuses_everything(secret: str | None) -> None:
     assert not check and check.reason == "SLACK_SIGNING_SECRET is not set"
 
 
-@pytest.mark.parametrize("timestamp", ["abc", "1e9", "-5", " 1531420618", "１２３", ""])
+@pytest.mark.parametrize("timestamp", ["abc", "1e9", "-5", " 1531420618", "１２３", "", "9" * 5000])
 def test_malformed_timestamp_fails_without_raising(timestamp: str) -> None:
     check = verify_slack_request(VECTOR_BODY, headers(timestamp, VECTOR_SIGNATURE), VECTOR_SECRET, CLOCK)
     assert not check
+
+
+@pytest.mark.parametrize(
+    "signature", ["v0=" + "é" * 64, VECTOR_SIGNATURE[:-1] + "\u00ff", "v0=\u2603", "v0=" + "a" * 10_000],
+    ids=["latin1", "last-byte", "snowman", "huge"],
+)
+def test_non_ascii_signature_fails_without_raising(signature: str) -> None:
+    check = verify_slack_request(VECTOR_BODY, headers(VECTOR_TIMESTAMP, signature), VECTOR_SECRET, CLOCK)
+    assert not check and "malformed" in check.reason
 
 
 def test_non_utf8_body_fails_without_raising() -> None:

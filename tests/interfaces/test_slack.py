@@ -261,8 +261,13 @@ async def test_an_unexpected_crash_still_tells_the_user(
         (lambda body: sign(body, timestamp=NOW - 301), "stale"),
         (lambda body: sign(body + b"&text=other"), "signature mismatch"),
         (lambda body: {**sign(body), "X-Slack-Request-Timestamp": "not-a-number"}, "malformed"),
+        # Past Python's int-conversion limit (4,300 digits): int() raises, which was a 500.
+        (lambda body: {**sign(body), "X-Slack-Request-Timestamp": "9" * 5000}, "malformed"),
+        # A non-ASCII byte: hmac.compare_digest raises TypeError on non-ASCII str, which was a 500.
+        (lambda body: {**sign(body), "X-Slack-Signature": sign(body)["X-Slack-Signature"][:-1].encode() + b"\xe9"},
+         "malformed"),
     ],
-    ids=["unsigned", "forged", "stale", "changed-body", "junk-timestamp"],
+    ids=["unsigned", "forged", "stale", "changed-body", "junk-timestamp", "huge-timestamp", "non-ascii-signature"],
 )
 async def test_unsigned_forged_or_stale_commands_get_401_and_no_work(
     app: FastAPI,
@@ -473,6 +478,22 @@ async def test_url_verification_challenge(client: httpx.AsyncClient) -> None:
     )
     assert response.status_code == 200
     assert response.json() == {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}
+
+
+@pytest.mark.parametrize(
+    "bad_header",
+    [{"X-Slack-Request-Timestamp": "9" * 5000}, {"X-Slack-Signature": b"v0=\xe9"}],
+    ids=["huge-timestamp", "non-ascii-signature"],
+)
+async def test_junk_signature_headers_on_events_get_401(
+    client: httpx.AsyncClient, summarizer: FakeSummarizer, bad_header: dict[str, Any]
+) -> None:
+    body = json.dumps(mention(f"<@UBOT> {ARTICLE_URL}")).encode()
+    response = await client.post(
+        "/slack/events", content=body, headers={**sign(body), **bad_header, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 401 and "malformed" in response.json()["detail"]
+    assert summarizer.calls == []
 
 
 async def test_unsigned_event_is_refused(client: httpx.AsyncClient, summarizer: FakeSummarizer) -> None:
