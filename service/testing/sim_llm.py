@@ -17,7 +17,18 @@ In-process (tests):
         sim.configure(transport_rates={"500": 1.0})
         sim.reset()
 
-Command line: `python -m service.testing.sim_llm --port 8100 --base-ms 400 --ms-per-1k 20`.
+Latency model: `base_ms + ms_per_1k × prompt_tokens / 1000` before the first token (prefill),
+then `ms_per_output_token` per completion token (decoding). `LATENCY_PROFILES` names the two the
+benchmark uses: "decode" (300 ms + 20 ms/1k + 10 ms/token, the default since issue 15) and
+"prefill-only" (400 ms + 20 ms/1k, nothing for decoding: the model behind earlier numbers).
+
+`"stream": true` answers as OpenAI does: Server-Sent Events of `chat.completion.chunk` deltas
+(about one token each, sent on the decoding schedule), `usage` in a last chunk when
+`stream_options.include_usage` is set, then `data: [DONE]`. Mid-stream faults (`stream_cut`,
+`stream_malformed`, `stream_stall`) strike at `stream_fault_at` of the content; a stream the client
+abandons is logged with `"stream_completed": False`.
+
+Command line: `python -m service.testing.sim_llm --port 8100 --profile decode`.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,11 +58,13 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 __all__ = [
     "CONTENT_FAULTS",
+    "LATENCY_PROFILES",
+    "STREAM_FAULTS",
     "TRANSPORT_FAULTS",
     "SimConfig",
     "SimProcess",
@@ -76,7 +90,18 @@ TRANSPORT_FAULTS = (
     "non_json",  # a valid envelope whose message content is prose, not JSON
     "truncated_content",  # a valid envelope whose content JSON is cut off (finish_reason "length")
     "reset",  # the TCP connection is reset (SO_LINGER 0) without any response
+    # Mid-stream faults: only a `"stream": true` request is struck (a plain one is answered cleanly).
+    "stream_cut",  # the connection is aborted partway through the stream
+    "stream_malformed",  # one chunk partway through is not JSON
+    "stream_stall",  # the stream stops partway for `hang_s` (longer than the client's read timeout)
 )
+STREAM_FAULTS = ("stream_cut", "stream_malformed", "stream_stall")
+# Named latency models, so earlier benchmark numbers stay comparable (SimConfig.updated(profile)).
+LATENCY_PROFILES: dict[str, dict[str, float]] = {
+    "decode": {"base_ms": 300.0, "ms_per_1k": 20.0, "ms_per_output_token": 10.0},
+    "prefill-only": {"base_ms": 400.0, "ms_per_1k": 20.0, "ms_per_output_token": 0.0},
+    "instant": {"base_ms": 0.0, "ms_per_1k": 0.0, "ms_per_output_token": 0.0},
+}
 
 _SOURCE_LINE = re.compile(r"^\[(s\d+(?:,\s*s\d+)*)\]\s+(.+)$", re.M)
 _MAX_SENTENCES = re.compile(r"Write at most (\d+) sentences", re.I)
@@ -104,7 +129,9 @@ class SimConfig:
     """How the simulated model behaves; every field can be changed at run time."""
 
     base_ms: float = 0.0
-    ms_per_1k: float = 0.0  # extra latency per 1,000 prompt tokens
+    ms_per_1k: float = 0.0  # prefill: extra time to first token per 1,000 prompt tokens
+    ms_per_output_token: float = 0.0  # decoding: time per completion token
+    stream_fault_at: float = 0.5  # where in the content a mid-stream fault strikes (0..1)
     seed: int = 0
     fault_rate: float = 0.0  # chance that one output sentence carries a content fault
     fault_kinds: tuple[str, ...] = CONTENT_FAULTS
@@ -538,6 +565,100 @@ async def _reset_connection(request: Request) -> None:
     await asyncio.sleep(0)
 
 
+async def _sleep_until(deadline: float) -> None:
+    """Sleep until time.time() reaches `deadline`: uvloop's timers have 1 ms resolution and may fire up to 1 ms early."""
+    remaining = deadline - time.time()
+    while remaining > 0:
+        await asyncio.sleep(remaining)
+        remaining = deadline - time.time()
+
+
+def token_pieces(content: str) -> list[str]:
+    """`content` cut into ~one-token pieces (4 characters), as many as `estimate_tokens` counts."""
+    return [content[i : i + 4] for i in range(0, len(content), 4)]
+
+
+def _chunk(base: dict[str, Any], delta: dict[str, Any], finish_reason: str | None) -> bytes:
+    chunk = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
+    return b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n"
+
+
+async def _stream_chunks(
+    request: Request,
+    entry: dict[str, Any],
+    finish: Any,
+    config: SimConfig,
+    transport_fault: str | None,
+    model: str,
+    content: str,
+    finish_reason: str,
+    prompt_tokens: int,
+    first_token_at: float,
+    per_token_s: float,
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    """SSE `chat.completion.chunk`s: piece i is sent at first_token_at + i × per_token_s.
+
+    Pieces already due when the loop wakes go out in one write (each its own chunk), so a slow
+    simulator falls behind by a write, never by a token. A stream the client abandons (its task is
+    cancelled, or the socket write fails) is logged with stream_completed False.
+    """
+    base = {
+        "id": f"chatcmpl-sim-{random.getrandbits(48):012x}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
+    pieces = token_pieces(content)
+    fault_at = min(len(pieces) - 1, int(len(pieces) * config.stream_fault_at)) if pieces else 0
+    stream_fault = transport_fault if transport_fault in STREAM_FAULTS else None
+    sent = 0
+    completed = False
+    entry["stream_completed"] = False
+    try:
+        yield _chunk(base, {"role": "assistant", "content": ""}, None)
+        while sent < len(pieces):
+            await _sleep_until(first_token_at + sent * per_token_s)
+            due = max(
+                sent + 1,
+                min(len(pieces), int((time.time() - first_token_at) / per_token_s) + 1)
+                if per_token_s > 0
+                else len(pieces),
+            )
+            if stream_fault is not None and sent <= fault_at < due:
+                due = fault_at
+                if due > sent:
+                    yield b"".join(_chunk(base, {"content": p}, None) for p in pieces[sent:due])
+                    sent = due
+                entry["stream_fault_at_token"] = sent
+                if stream_fault == "stream_cut":
+                    await _reset_connection(request)
+                    return
+                if stream_fault == "stream_malformed":
+                    yield b'data: {"id": "' + base["id"].encode() + b'", "choices": [{"delta": {"content": "\n\n'
+                elif stream_fault == "stream_stall":
+                    await asyncio.sleep(config.hang_s)
+                stream_fault = None
+                continue
+            yield b"".join(_chunk(base, {"content": p}, None) for p in pieces[sent:due])
+            sent = due
+        await _sleep_until(first_token_at + len(pieces) * per_token_s)
+        tail = _chunk(base, {}, finish_reason)
+        if include_usage:
+            usage = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": len(pieces),
+                "total_tokens": prompt_tokens + len(pieces),
+            }
+            tail += b"data: " + json.dumps({**base, "choices": [], "usage": usage}).encode() + b"\n\n"
+        yield tail + b"data: [DONE]\n\n"
+        completed = True
+    finally:
+        entry["stream_completed"] = completed
+        entry["stream_tokens_sent"] = sent
+        finish(200, len(pieces))
+
+
 def create_app(state: SimState) -> Starlette:
     """The simulated server's ASGI app, reading config from and logging into `state`."""
 
@@ -606,14 +727,34 @@ def create_app(state: SimState) -> Starlette:
         elif transport_fault == "truncated_content":
             content, finish_reason = content[: max(1, len(content) // 2)], "length"
         completion_tokens = estimate_tokens(content)
-
         # The latency model is the whole call: the simulator's own work (parsing an 18k-token prompt
         # takes ~30 ms) is absorbed into it rather than added on top, for every client alike.
-        delay_s = (config.base_ms + config.ms_per_1k * prompt_tokens / 1000) / 1000
-        remaining = start + delay_s - time.time()
-        while remaining > 0:  # uvloop's timers have 1 ms resolution and may fire up to 1 ms early
-            await asyncio.sleep(remaining)
-            remaining = start + delay_s - time.time()
+        first_token_at = start + (config.base_ms + config.ms_per_1k * prompt_tokens / 1000) / 1000
+        per_token_s = config.ms_per_output_token / 1000
+
+        if body.get("stream") is True:
+            options = body.get("stream_options")
+            include_usage = isinstance(options, dict) and options.get("include_usage") is True
+            entry["stream"] = True
+            return StreamingResponse(
+                _stream_chunks(
+                    request,
+                    entry,
+                    finish,
+                    config,
+                    transport_fault,
+                    model,
+                    content,
+                    finish_reason,
+                    prompt_tokens,
+                    first_token_at,
+                    per_token_s,
+                    include_usage,
+                ),
+                media_type="text/event-stream",
+            )
+
+        await _sleep_until(first_token_at + per_token_s * completion_tokens)
         payload = _completion(model, content, prompt_tokens, completion_tokens, finish_reason)
         finish(200, completion_tokens)
         raw = json.dumps(payload, ensure_ascii=False).encode()
@@ -748,7 +889,15 @@ class SimProcess:
 
     def start(self) -> SimProcess:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service.testing.sim_llm", "--port", "0", "--config-json", json.dumps(self.config.as_dict())],
+            [
+                sys.executable,
+                "-m",
+                "service.testing.sim_llm",
+                "--port",
+                "0",
+                "--config-json",
+                json.dumps(self.config.as_dict()),
+            ],
             stdout=subprocess.PIPE,
             text=True,
             cwd=_REPO_ROOT,
@@ -804,7 +953,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m service.testing.sim_llm", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8100, help="0 picks a free port (printed on start)")
     parser.add_argument("--base-ms", type=float, default=0.0)
-    parser.add_argument("--ms-per-1k", type=float, default=0.0, help="extra ms per 1,000 prompt tokens")
+    parser.add_argument(
+        "--ms-per-1k", "--prefill-ms-per-1k", type=float, default=0.0, help="extra ms per 1,000 prompt tokens"
+    )
+    parser.add_argument("--ms-per-output-token", type=float, default=0.0, help="decoding: ms per completion token")
+    parser.add_argument(
+        "--profile", choices=sorted(LATENCY_PROFILES), help="a named latency model (overrides the three flags above)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fault-rate", type=float, default=0.0, help="content fault chance per sentence")
     parser.add_argument("--fault-kinds", default=",".join(CONTENT_FAULTS))
@@ -826,6 +981,8 @@ def main(argv: list[str] | None = None) -> None:
             {
                 "base_ms": args.base_ms,
                 "ms_per_1k": args.ms_per_1k,
+                "ms_per_output_token": args.ms_per_output_token,
+                **(LATENCY_PROFILES[args.profile] if args.profile else {}),
                 "seed": args.seed,
                 "fault_rate": args.fault_rate,
                 "fault_kinds": tuple(k for k in args.fault_kinds.split(",") if k),

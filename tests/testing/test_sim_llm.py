@@ -12,6 +12,8 @@ import openai
 import pytest
 
 from service.testing.sim_llm import (
+    LATENCY_PROFILES,
+    STREAM_FAULTS,
     TRANSPORT_FAULTS,
     SimConfig,
     SimProcess,
@@ -313,3 +315,108 @@ def test_name_fault_swaps_proper_names_only():
         before, after = faulted["detail"].split(" -> ")
         assert before in {"Priya", "Shah"}
         assert after in {"Leeds", "Harrogate"}  # never "Even", "According", "Story", "Monday"
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding latency and streaming (issue 15)
+# ---------------------------------------------------------------------------------------------
+
+
+def stream_post(sim: SimServer, messages: list[dict[str, str]], timeout: float = 10.0, **extra: object) -> list[str]:
+    """The `data:` payloads of a streamed completion, in order."""
+    body = {"model": "m", "messages": messages, "stream": True, **extra}
+    with _HTTP.stream("POST", f"{sim.base_url}/chat/completions", json=body, timeout=timeout) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return [line[len("data: ") :] for line in response.iter_lines() if line.startswith("data: ")]
+
+
+def test_latency_profiles_name_the_benchmark_models():
+    assert SimConfig().updated(LATENCY_PROFILES["decode"]).ms_per_output_token == 10.0
+    old = LATENCY_PROFILES["prefill-only"]
+    assert (old["base_ms"], old["ms_per_1k"], old["ms_per_output_token"]) == (400.0, 20.0, 0.0)
+
+
+def test_decoding_is_charged_per_completion_token(sim):
+    sim.configure(base_ms=50, ms_per_1k=0, ms_per_output_token=5)
+    started = time.perf_counter()
+    response = post(sim, structured_messages(ARTICLE))
+    elapsed = time.perf_counter() - started
+    completion_tokens = response.json()["usage"]["completion_tokens"]
+    assert completion_tokens > 20
+    assert elapsed >= (50 + 5 * completion_tokens) / 1000
+
+
+async def test_stream_matches_the_plain_answer_and_reaches_the_openai_client(sim):
+    messages = structured_messages(ARTICLE)
+    plain = post(sim, messages).json()
+    client = openai.AsyncOpenAI(base_url=sim.base_url, api_key="sim", max_retries=0)
+    stream = await client.chat.completions.create(
+        model="m", messages=messages, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = [chunk async for chunk in stream]
+    await client.close()
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == plain["choices"][0]["message"]["content"]
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == plain["usage"]["completion_tokens"]
+    # about one token per chunk, as hosted models send them
+    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) == estimate_tokens(text)
+    assert sim.calls()[-1]["stream_completed"] is True
+
+
+def test_stream_without_include_usage_has_no_usage_chunk_and_ends_with_done(sim):
+    payloads = stream_post(sim, structured_messages(ARTICLE))
+    assert payloads[-1] == "[DONE]"
+    assert all("usage" not in json.loads(p) for p in payloads[:-1])
+
+
+def test_stream_first_token_after_prefill_then_one_token_per_interval(sim):
+    sim.configure(base_ms=200, ms_per_1k=0, ms_per_output_token=20)
+    body = {"model": "m", "messages": structured_messages(ARTICLE), "stream": True}
+    arrivals = []
+    started = time.perf_counter()
+    with _HTTP.stream("POST", f"{sim.base_url}/chat/completions", json=body, timeout=10) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: {") and '"content": ""' not in line and '"content"' in line:
+                arrivals.append(time.perf_counter() - started)
+    tokens = len(arrivals)
+    assert arrivals[0] >= 0.2  # nothing before the time to first token
+    assert arrivals[-1] >= 0.2 + 0.02 * (tokens - 1)  # decoding is spread over the stream
+    assert arrivals[tokens // 2] < arrivals[-1] - 0.02 * (tokens // 4)  # not all at the end
+
+
+@pytest.mark.parametrize("kind", STREAM_FAULTS)
+def test_stream_faults_strike_mid_stream(sim, kind):
+    sim.configure(transport_rates={kind: 1.0}, hang_s=3, stream_fault_at=0.5)
+    messages = structured_messages(ARTICLE)
+    if kind == "stream_cut":
+        with pytest.raises(httpx.TransportError):
+            stream_post(sim, messages)
+    elif kind == "stream_stall":
+        with pytest.raises(httpx.ReadTimeout):
+            stream_post(sim, messages, timeout=0.5)
+    else:
+        payloads = stream_post(sim, messages)
+        with pytest.raises(json.JSONDecodeError):
+            [json.loads(p) for p in payloads if p != "[DONE]"]
+    deadline = time.monotonic() + 5
+    while not sim.calls() and time.monotonic() < deadline:  # logged when the stream ends
+        time.sleep(0.01)
+    call = sim.calls()[0]
+    assert call["transport_fault"] == kind
+    assert call["stream_fault_at_token"] > 3  # after some content was sent
+    assert post(sim, messages).status_code == 200  # a plain request is not struck by a stream fault
+
+
+def test_an_abandoned_stream_is_logged_as_not_completed(sim):
+    sim.configure(base_ms=0, ms_per_output_token=50)
+    body = {"model": "m", "messages": structured_messages(ARTICLE), "stream": True}
+    with _HTTP.stream("POST", f"{sim.base_url}/chat/completions", json=body, timeout=10) as response:
+        next(response.iter_lines())
+    deadline = time.monotonic() + 5
+    while not sim.calls() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    [call] = sim.calls()
+    assert call["stream_completed"] is False
+    assert call["stream_tokens_sent"] < call["completion_tokens"]
