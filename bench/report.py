@@ -64,7 +64,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['date']} · `{result['command']}` · {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, "
         f"{m['os']}, Python {m['python']} · {result['duration_s']} s",
         "",
-        "Simulated OpenAI-compatible model (tests/sim_llm.py) on loopback; tokens counted as chars/4 "
+        "Simulated OpenAI-compatible model (service/testing/sim_llm.py) on loopback; tokens counted as chars/4 "
         "on both sides. Ratios are measured side by side in this run.",
         "",
         "## Targets",

@@ -1,4 +1,4 @@
-"""Print the README's settings table from service.core.config.Settings (so the docs cannot drift)."""
+"""Print the settings table of docs/settings.md from service.core.config.Settings (so the docs cannot drift)."""
 
 from __future__ import annotations
 

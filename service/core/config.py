@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     min_article_chars: int = Field(default=40, ge=1)
     """Smallest usable article after cleaning (422 below it)."""
 
-    # --- load limits, circuit breaker, access, logs (README: Limits, access, faults and observability) ------------------------
+    # --- load limits, circuit breaker, access, logs (docs/operations.md) ------------------------
     max_article_tokens: int = Field(default=100_000, ge=100)  # estimated offline (chunking.estimate_tokens)
     """Largest article in estimated tokens (413)."""
     max_inflight_requests: int = Field(default=64, ge=1)  # /v1/* at once; past it 503 overloaded
@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     # or a request sent on a connection just as the server closes it fails (seen under load at 5 s).
     http_keep_alive_s: float = Field(default=65.0, gt=0)
     """Idle keep-alive before `serve` closes a connection (kept above clients' idle expiry)."""
-    language_check: bool = True  # refuse articles that are not English with 422 (README: Limits, access, faults and observability)
+    language_check: bool = True  # refuse articles that are not English with 422 (docs/operations.md)
     """Refuse non-English articles with 422 (the verifier and extractive ranker are English-tuned)."""
 
     # --- URL fetching -------------------------------------------------------------------------
@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     fetch_user_agent: str = "citesum/0.1 (+https://github.com/citesum)"
     """User-Agent sent when fetching URLs."""
 
-    # --- jobs, result cache, workers (README: Background jobs) ------------------------------------------
+    # --- jobs, result cache, workers (docs/operations.md) ------------------------------------------
     # With REDIS_URL set, jobs go through arq/Redis to `python -m service worker` processes and the
     # result cache is shared; without it, a SQLite file holds jobs and cache and the API runs the worker.
     redis_url: str | None = Field(

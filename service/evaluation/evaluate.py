@@ -25,7 +25,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class LabelledClaim:
-    """One row of the factuality schema (see README, "The verifier")."""
+    """One row of the factuality schema (see docs/verifier.md)."""
 
     id: str
     dataset: str
@@ -111,7 +111,7 @@ def auc(labels: Sequence[int], scores: Sequence[float]) -> float:
 def best_threshold(labels: Sequence[int], scores: Sequence[float]) -> tuple[float, float]:
     """(balanced accuracy, threshold) of the best `score >= threshold` rule on these very rows.
 
-    Optimistic by construction (tuned on what it is measured on), like the README's baselines: it
+    Optimistic by construction (tuned on what it is measured on), like the data README's baselines: it
     tells how much of a gap is the threshold and how much the scores.
     """
     positives = sum(1 for y in labels if y == 1)

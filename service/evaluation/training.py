@@ -1,6 +1,6 @@
 """`train-verifier`: refit the verifier's weights and threshold on FRANK, reproducibly (grouped CV by article).
 
-Only FRANK (MIT) is read: QAGS and FaithBench are evaluation-only (see README, "The verifier").
+Only FRANK (MIT) is read: QAGS and FaithBench are evaluation-only (see docs/verifier.md).
 
 Procedure (fixed, no random state except the fold seed):
 1. Every FRANK sentence claim is analysed against the candidate evidence sets the verifier would search.
