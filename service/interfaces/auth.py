@@ -7,7 +7,9 @@
 - Unset: the service runs open, says so at start-up, and `serve` refuses a non-loopback host
   unless CITESUM_ALLOW_OPEN=true (check_serving_access).
 - CITESUM_RATE_LIMIT_PER_MINUTE requests per key fingerprint (per client IP when open) in any
-  60-second moving window, else 429 with Retry-After. The window comes from `limits` (the library
+  60-second moving window, else 429 with Retry-After.
+- Jobs belong to the key that submitted them (scope state `owner`, see service/jobs/job.py):
+  another key gets 404 for them and its own namespace for Idempotency-Key. The window comes from `limits` (the library
   behind slowapi): an exact moving window gives the same guarantee as a token bucket, with
   `get_window_stats` supplying the reset time for Retry-After.
 """
@@ -36,6 +38,7 @@ __all__ = [
     "configured_keys",
     "fingerprint",
     "key_matches",
+    "owner_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,11 @@ def fingerprint(key: bytes | str) -> str:
     """A short, non-reversible name for a key, safe for logs and rate-limit buckets."""
     raw = key.encode() if isinstance(key, str) else key
     return hashlib.sha256(raw).hexdigest()[:12]
+
+
+def owner_of(key: bytes) -> str:
+    """The tenant a key's jobs belong to (service/jobs/job.py): a 128-bit hash, so keys never share one."""
+    return "key:" + hashlib.sha256(b"citesum-owner:" + key).hexdigest()[:32]
 
 
 def key_matches(presented: bytes, keys: list[bytes]) -> bool:
@@ -140,6 +148,7 @@ class AccessMiddleware:
                 )
                 return
             identity = "key:" + fingerprint(presented)
+            scope.setdefault("state", {})["owner"] = owner_of(presented)
         else:
             client = scope.get("client")
             identity = "ip:" + (client[0] if client else "unknown")

@@ -15,11 +15,13 @@ from fastapi.responses import JSONResponse
 from pydantic import Field, HttpUrl
 
 from service.core.config import get_settings
+from service.core.errors import InvalidInput
 from service.core.schema import SummaryRequest
 from service.jobs.backend import JobBackend, running_backend
 from service.jobs.job import JobNotFound, PublicCallbackFormat
 
 ASYNC_PREFERENCE = "respond-async"
+MAX_IDEMPOTENCY_KEY_CHARS = 255  # a UUID is 36; the same bound as Stripe's keys
 
 
 class SummaryJobRequest(SummaryRequest):
@@ -62,6 +64,25 @@ def wants_async(request: Request, body: SummaryRequest | None = None) -> bool:
     return ASYNC_PREFERENCE in preferences or bool(getattr(body, "async_", False))
 
 
+def caller_owner(request: Request) -> str | None:
+    """The tenant of this request (set by AccessMiddleware from the API key); None when the service runs open."""
+    return getattr(request.state, "owner", None)
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The Idempotency-Key header, if sent; 400 when it is empty or over MAX_IDEMPOTENCY_KEY_CHARS."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not key.strip():
+        raise InvalidInput("the Idempotency-Key header is empty; send a unique value per request (e.g. a UUID)")
+    if len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
+        raise InvalidInput(
+            f"the Idempotency-Key header has {len(key):,} characters; at most {MAX_IDEMPOTENCY_KEY_CHARS} are allowed"
+        )
+    return key
+
+
 def _accepted(request: Request, payload: dict[str, Any], created: bool) -> JSONResponse:
     headers = {"Location": payload["url"], "Retry-After": "1"}
     if not created:
@@ -87,7 +108,8 @@ async def accept_async_summary(
         plain,
         callback_url=str(callback) if callback else None,
         callback_format=getattr(body, "callback_format", callback_format),
-        idempotency_key=request.headers.get("idempotency-key"),
+        idempotency_key=idempotency_key(request),
+        owner=caller_owner(request),
     )
     return _accepted(request, job.public(), created)
 
@@ -102,6 +124,6 @@ async def create_job(request: Request, body: SummaryJobRequest) -> JSONResponse:
 async def get_job(request: Request, job_id: str) -> JSONResponse:
     """Status (queued/running/succeeded/failed), attempts, progress (chunks done of total), result or error."""
     job = await get_backend(request).store.get(job_id)
-    if job is None:
+    if job is None or not job.visible_to(caller_owner(request)):  # another tenant's job: as if it did not exist
         raise JobNotFound(f"no job with id {job_id!r}; jobs are kept for a limited time after they finish")
     return JSONResponse(job.public())

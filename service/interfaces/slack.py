@@ -33,7 +33,7 @@ from service.interfaces.problems import problem_response
 from service.interfaces.signature import Clock, verify_slack_request
 from service.jobs.backend import JobBackend
 from service.jobs.deliver import DeliveryError, TargetNotAllowed, check_target, post_chat_message
-from service.jobs.job import Job, new_job_id
+from service.jobs.job import CHAT_OWNER, Job, new_job_id
 from service.pipeline.render_slack import render_error, render_help, render_working
 
 __all__ = [
@@ -168,7 +168,7 @@ async def _submit(
         log.error("%s not accepted: the job system is not running request_id=%s", what, request_id)
         return None
     try:
-        accepted, created = await jobs.submit(summary_request, **job)
+        accepted, created = await jobs.submit(summary_request, owner=CHAT_OWNER, **job)
     except Exception:  # a store that is down must still get the user an answer, never a 500
         log.exception("%s not accepted: job submit failed request_id=%s", what, request_id)
         return None
@@ -191,6 +191,7 @@ async def _record_help_reply(
         request={"help": True},
         callback_format="slack_chat",
         callback_options=options,
+        owner=CHAT_OWNER,
     )
     try:
         job, created = await jobs.store.create(marker, idempotency_key=idempotency_key)

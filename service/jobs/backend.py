@@ -44,8 +44,10 @@ class JobBackend:
         callback_format: CallbackFormat = "json",
         callback_options: dict[str, str] | None = None,
         idempotency_key: str | None = None,
+        owner: str | None = None,
     ) -> tuple[Job, bool]:
-        """Accept a request as a job; returns (job, created). A repeated Idempotency-Key returns the first job.
+        """Accept a request as a job for `owner`; returns (job, created). A repeated Idempotency-Key of the
+        same owner returns the first job.
 
         The callback target is checked now, so a refused URL is a 400 to the caller, not a silent failure later.
         """
@@ -61,6 +63,7 @@ class JobBackend:
             callback_url=callback_url,
             callback_format=callback_format,
             callback_options=callback_options or {},
+            owner=owner,
         )
         if self.cache is not None and self.settings.cache_enabled and not (callback_url or callback_options):
             # Already answered before: the job is born finished and no worker is involved.

@@ -31,6 +31,14 @@ TERMINAL: frozenset[str] = frozenset({"succeeded", "failed"})
 CallbackFormat = Literal["json", "slack", "slack_response_url", "slack_chat"]
 PublicCallbackFormat = Literal["json", "slack"]
 
+# Tenancy: a job belongs to whoever submitted it, and only they may read it or replay its
+# Idempotency-Key. An API caller's owner is "key:" + a hash of its API key (auth.py); jobs from the
+# chat doors (Slack, Mattermost) belong to CHAT_OWNER, so no API key can read them or collide with
+# their keys. A job with no owner (open mode, no API keys set; or stored before jobs had owners)
+# is readable by any caller.
+CHAT_OWNER = "chat"
+OPEN_NAMESPACE = "open"
+
 
 class Progress(BaseModel):
     """Chunks summarized so far, out of the total (0 of 0 before the article is chunked)."""
@@ -55,6 +63,7 @@ class Job(BaseModel):
     callback_options: dict[str, str] = Field(default_factory=dict)  # response_type, channel, thread_ts
     callback_error: str | None = None
     cache_key: str | None = None
+    owner: str | None = None  # see CHAT_OWNER above; never shown in the job document
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
 
@@ -62,9 +71,13 @@ class Job(BaseModel):
     def finished(self) -> bool:
         return self.status in TERMINAL
 
+    def visible_to(self, owner: str | None) -> bool:
+        """True when a caller with this owner may read the job (its own, or an owner-less one)."""
+        return self.owner is None or self.owner == owner
+
     def public(self, base_path: str = "/v1/jobs") -> dict[str, Any]:
         """The job as GET /v1/jobs/{id} shows it."""
-        body = self.model_dump(exclude={"cache_key"})
+        body = self.model_dump(exclude={"cache_key", "owner"})
         body["url"] = f"{base_path}/{self.id}"
         return body
 
@@ -72,6 +85,11 @@ class Job(BaseModel):
 def new_job_id() -> str:
     """A fresh, unguessable job id."""
     return uuid.uuid4().hex
+
+
+def idempotency_slot(owner: str | None, key: str) -> str:
+    """Where an Idempotency-Key is stored: inside its owner's namespace, so tenants never share keys."""
+    return f"{owner or OPEN_NAMESPACE}|{key}"
 
 
 def request_fingerprint(request: dict[str, Any]) -> str:
@@ -96,7 +114,7 @@ class JobStore(Protocol):
     ) -> tuple[Job, bool]:
         """Store a new job, or return the job already stored under `idempotency_key` (created=False).
 
-        Raises IdempotencyKeyReused when the key was used for a request with another fingerprint.
+        The key is looked up in the namespace of `job.owner` only (idempotency_slot). Raises IdempotencyKeyReused when the key was used for a request with another fingerprint.
         """
         ...
 

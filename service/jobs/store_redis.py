@@ -12,7 +12,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from service.jobs.job import IdempotencyKeyReused, Job, Progress
+from service.jobs.job import IdempotencyKeyReused, Job, Progress, idempotency_slot
 
 PREFIX = "citesum:job:"
 IDEMPOTENCY_PREFIX = "citesum:idempotency:"
@@ -71,6 +71,7 @@ def _job_fields(job: Job) -> dict[str, str]:
         "callback_options": json.dumps(job.callback_options),
         "callback_error": job.callback_error or "",
         "cache_key": job.cache_key or "",
+        "owner": job.owner or "",
         "created_at": repr(job.created_at),
         "updated_at": repr(job.updated_at),
     }
@@ -92,6 +93,7 @@ def _job_from_fields(raw: dict[bytes, bytes]) -> Job:
         callback_options=json.loads(f.get("callback_options") or "{}"),
         callback_error=f["callback_error"] or None,
         cache_key=f["cache_key"] or None,
+        owner=f.get("owner") or None,  # hashes stored before jobs had owners: owner-less
         created_at=float(f["created_at"]),
         updated_at=float(f["updated_at"]),
     )
@@ -113,7 +115,7 @@ class RedisJobStore:
     async def create(
         self, job: Job, *, idempotency_key: str | None = None, fingerprint: str | None = None
     ) -> tuple[Job, bool]:
-        idem = IDEMPOTENCY_PREFIX + idempotency_key if idempotency_key is not None else ""
+        idem = "" if idempotency_key is None else IDEMPOTENCY_PREFIX + idempotency_slot(job.owner, idempotency_key)
         flat = [item for pair in _job_fields(job).items() for item in pair]
         existing = await self._create(
             keys=[PREFIX + job.id, idem], args=[fingerprint or "-", self.retention_s, job.id, *flat]

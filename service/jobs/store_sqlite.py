@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from service.jobs.job import IdempotencyKeyReused, Job, Progress, abandoned_problem
+from service.jobs.job import IdempotencyKeyReused, Job, Progress, abandoned_problem, idempotency_slot
 
 T = TypeVar("T")
 
@@ -42,17 +42,19 @@ CREATE TABLE IF NOT EXISTS jobs (
     lease_owner TEXT,
     lease_until REAL,
     idempotency_key TEXT UNIQUE,
-    fingerprint TEXT
+    fingerprint TEXT,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (status, not_before, created_at);
 """
 
 # Columns added after the first release: (name, definition), added to older files on open.
-_ADDED_COLUMNS = [("callback_options", "TEXT NOT NULL DEFAULT '{}'"), ("callback_error", "TEXT")]
+# Rows stored before `owner` existed read as owner-less (job.py: readable by any caller).
+_ADDED_COLUMNS = [("callback_options", "TEXT NOT NULL DEFAULT '{}'"), ("callback_error", "TEXT"), ("owner", "TEXT")]
 
 _COLUMNS = (
     "id, status, attempts, max_attempts, progress_done, progress_total, request, result, error, "
-    "callback_url, callback_format, callback_options, callback_error, cache_key, created_at, updated_at"
+    "callback_url, callback_format, callback_options, callback_error, cache_key, owner, created_at, updated_at"
 )
 
 
@@ -128,6 +130,7 @@ def _job_from_row(row: sqlite3.Row) -> Job:
         callback_options=json.loads(row["callback_options"]),
         callback_error=row["callback_error"],
         cache_key=row["cache_key"],
+        owner=row["owner"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -153,11 +156,11 @@ class SQLiteJobStore:
     async def create(
         self, job: Job, *, idempotency_key: str | None = None, fingerprint: str | None = None
     ) -> tuple[Job, bool]:
+        slot = None if idempotency_key is None else idempotency_slot(job.owner, idempotency_key)
+
         def tx(conn: sqlite3.Connection) -> tuple[Job, bool]:
-            if idempotency_key is not None:
-                row = conn.execute(
-                    f"SELECT {_COLUMNS}, fingerprint FROM jobs WHERE idempotency_key = ?", (idempotency_key,)
-                ).fetchone()
+            if slot is not None:
+                row = conn.execute(f"SELECT {_COLUMNS}, fingerprint FROM jobs WHERE idempotency_key = ?", (slot,)).fetchone()
                 if row is not None:
                     if fingerprint is not None and row["fingerprint"] != fingerprint:
                         raise IdempotencyKeyReused(
@@ -167,8 +170,8 @@ class SQLiteJobStore:
                     return _job_from_row(row), False
             conn.execute(
                 "INSERT INTO jobs (id, status, attempts, max_attempts, progress_done, progress_total, request,"
-                " result, error, callback_url, callback_format, callback_options, cache_key, created_at, updated_at,"
-                " idempotency_key, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " result, error, callback_url, callback_format, callback_options, cache_key, owner, created_at,"
+                " updated_at, idempotency_key, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     job.id,
                     job.status,
@@ -183,9 +186,10 @@ class SQLiteJobStore:
                     job.callback_format,
                     json.dumps(job.callback_options),
                     job.cache_key,
+                    job.owner,
                     job.created_at,
                     job.updated_at,
-                    idempotency_key,
+                    slot,
                     fingerprint,
                 ),
             )

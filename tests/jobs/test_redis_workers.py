@@ -25,8 +25,8 @@ from redis.asyncio import Redis
 from service.core.config import Settings
 from service.core.schema import SummaryRequest
 from service.jobs.cache import RedisResultCache, cached_summarize
-from service.jobs.job import IdempotencyKeyReused, Job, new_job_id
-from service.jobs.store_redis import RedisJobStore
+from service.jobs.job import CHAT_OWNER, IdempotencyKeyReused, Job, new_job_id
+from service.jobs.store_redis import PREFIX, RedisJobStore, _job_fields
 from tests.jobs.test_jobs import ARTICLE, CountingSummarizer
 from tests.jobs_fakes import slow_summarizer_env
 from tests.process_helpers import (
@@ -108,6 +108,31 @@ async def test_redis_store_idempotency_and_attempt_guard(redis: Redis) -> None:
     assert stored is not None
     assert (stored.status, stored.attempts, stored.result) == ("succeeded", 2, {"from": 2})
     assert stored.progress.model_dump() == {"done": 3, "total": 4}
+
+
+async def test_redis_idempotency_keys_live_in_their_owners_namespace(redis: Redis) -> None:
+    store = RedisJobStore(redis)
+    jobs = {}
+    for owner in ("key:a", "key:b", CHAT_OWNER, None):
+        jobs[owner], created = await store.create(
+            Job(id=new_job_id(), request={"text": str(owner)}, owner=owner), idempotency_key="k", fingerprint=str(owner)
+        )
+        assert created, f"{owner} found another owner's job under the same key"
+    again, created = await store.create(
+        Job(id=new_job_id(), request={"text": "key:a"}, owner="key:a"), idempotency_key="k", fingerprint="key:a"
+    )
+    assert not created and again.id == jobs["key:a"].id
+    stored = await store.get(jobs["key:b"].id)
+    assert stored is not None and stored.owner == "key:b" and not stored.visible_to("key:a")
+
+
+async def test_a_redis_job_stored_before_tenancy_reads_as_owner_less(redis: Redis) -> None:
+    store = RedisJobStore(redis)
+    job = Job(id=new_job_id(), request={"text": "a"})
+    old_fields = {k: v for k, v in _job_fields(job).items() if k != "owner"}  # the format before `owner`
+    await redis.hset(PREFIX + job.id, mapping=old_fields)
+    stored = await store.get(job.id)
+    assert stored is not None and stored.owner is None and stored.visible_to("key:anyone")
 
 
 async def test_redis_cache_is_shared_between_clients(redis: Redis, redis_url: str) -> None:
