@@ -13,6 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,21 +72,27 @@ def connect(path: str | Path) -> sqlite3.Connection:
 
 
 class SQLiteDatabase:
-    """One sqlite3 connection used from worker threads, one statement group at a time."""
+    """One sqlite3 connection used from its own thread, one statement group at a time.
+
+    Its own executor, not the event loop's default one: request handlers run CPU-bound work on the
+    default pool, and six large bodies once filled it, so job reads queued behind them (9 s) and
+    /readyz said 503. Calls are serialized anyway (one connection), so one thread is enough.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._conn = connect(path)
         self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="citesum-sqlite")
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(conn)` in a thread (sqlite3 blocks), serialized with other calls."""
+        """Run `fn(conn)` on this database's thread (sqlite3 blocks), serialized with other calls."""
 
         def locked() -> T:
             with self._lock:
                 return fn(self._conn)
 
-        return await asyncio.to_thread(locked)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, locked)
 
     async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` inside BEGIN IMMEDIATE … COMMIT (rolled back on error)."""
@@ -103,6 +110,7 @@ class SQLiteDatabase:
         return await self.run(tx)
 
     def close(self) -> None:
+        self._executor.shutdown(wait=True)
         with self._lock:
             self._conn.close()
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +136,25 @@ async def test_finished_jobs_are_purged_after_the_retention_period(tmp_path: Pat
     again, created = await store.create(Job(id=new_job_id(), request={"text": "a"}), idempotency_key="k")
     assert created and again.id != done.id  # the key went with its job
     await store.close()
+
+
+async def test_the_store_answers_while_the_default_thread_pool_is_full(tmp_path: Path) -> None:
+    """Work that fills the event loop's default executor (CPU-bound request handling) must not stall job reads."""
+    store = SQLiteJobStore(tmp_path / "jobs.sqlite3")
+    job, _ = await store.create(Job(id=new_job_id(), request={"text": "a"}))
+    loop = asyncio.get_running_loop()
+    pool = ThreadPoolExecutor(max_workers=2)
+    loop.set_default_executor(pool)
+    release = threading.Event()
+    hogs = [loop.run_in_executor(None, release.wait, 30) for _ in range(6)]
+    try:
+        async with asyncio.timeout(5):
+            assert (await store.get(job.id)) is not None
+            assert (await store.claim_next("w", lease_s=5)) is not None
+    finally:
+        release.set()
+        await asyncio.gather(*hogs)
+        await store.close()
 
 
 def test_an_older_job_file_gains_the_new_columns(tmp_path: Path) -> None:
