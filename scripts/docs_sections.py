@@ -23,6 +23,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -141,12 +142,12 @@ def render_verifier_headline() -> str:
     values = [d["balanced_accuracy"] for d in datasets.values()]
     claims = sum(d["n"] for d in datasets.values())
     met = sum(datasets[k]["balanced_accuracy"] >= t for k, t in VERIFIER_TARGETS.items() if k in datasets)
-    return (
+    return _bullets([
         f"- **Verifier on labelled data**: balanced accuracy {min(values):.2f}–{max(values):.2f} at the shipped "
         f"threshold on the FRANK, QAGS and FaithBench development files ({claims:,} labelled sentences and "
         f"summaries); {met} of its {len(VERIFIER_TARGETS)} accuracy targets met "
         "([table](docs/verifier.md#accuracy-development-files))."
-    )
+    ])
 
 
 def render_bench_latest() -> str:
@@ -157,6 +158,14 @@ def render_bench_latest() -> str:
         body = body[1:]
     body = ["#" + line if line.startswith("#") else line for line in body]
     return "\n".join([f"From `bench/results/{name}`:", *body]).strip()
+
+
+def _bullets(lines: list[str]) -> str:
+    """Markdown bullets wrapped at 100 columns, like the hand-written text around them."""
+    return "\n".join(
+        textwrap.fill(line, width=100, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+        for line in lines
+    )
 
 
 def _pct(value: float) -> str:
@@ -198,7 +207,7 @@ def render_bench_headline() -> str:
     lines.append(
         f"- Measured {result['date']} with `{result['command']}` ([all figures](docs/benchmarks.md#latest-results))."
     )
-    return "\n".join(lines)
+    return _bullets(lines)
 
 
 def render_cli_example() -> str:
