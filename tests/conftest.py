@@ -75,3 +75,32 @@ def cited(*sentences: tuple[str, list[str]]) -> str:
 def openai_reply() -> Callable[..., dict[str, Any]]:
     """Factory fixture for canned OpenAI replies (see chat_completion)."""
     return chat_completion
+
+
+def sse_chunks(
+    content: str,
+    *,
+    piece_chars: int = 4,
+    prompt_tokens: int = 120,
+    completion_tokens: int = 40,
+    finish_reason: str = "stop",
+    done: bool = True,
+) -> list[bytes]:
+    """A canned streamed chat completion: OpenAI's SSE chunks of `content`, a usage chunk, [DONE]."""
+    base = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "gpt-4o-mini"}
+
+    def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        return b"data: " + json.dumps({**base, "choices": choices, **extra}).encode() + b"\n\n"
+
+    out = [event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])]
+    for i in range(0, len(content), piece_chars):
+        out.append(event([{"index": 0, "delta": {"content": content[i : i + piece_chars]}, "finish_reason": None}]))
+    out.append(event([{"index": 0, "delta": {}, "finish_reason": finish_reason}]))
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+    out.append(event([], usage={**usage, "total_tokens": prompt_tokens + completion_tokens}))
+    if done:
+        out.append(b"data: [DONE]\n\n")
+    return out
+
+
+SSE_HEADERS = {"content-type": "text/event-stream"}

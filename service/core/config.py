@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     """`max_tokens` for each model reply."""
     structured_output: Literal["json_schema", "json_object", "none"] = "json_schema"
     """Starting response format; a server that refuses it is asked again with the next plainer one."""
+    llm_stream: bool = True
+    """Stream the model's reply (`stream: true`) when the caller streams the summary (SSE, `--stream`, Slack)."""
     temperature: float = 0.0
     """Sampling temperature for summaries."""
 

@@ -7,6 +7,10 @@ Who retries what (never two layers on one failure):
   deadline, then `LLMUnavailable` / `LLMTimeout` carrying the attempt count;
 - a separate, bounded re-ask loop owns replies that arrived but are not valid JSON of the
   requested shape: the error is fed back to the model, then `LLMBadOutput`.
+
+Streamed calls (`complete_json(..., sink=...)`, chat_stream.py reads the SSE) follow the same two
+policies only until the sink has handed a part of the reply on (`sink.committed`): after that a
+broken stream or an invalid reply raises at once, since a retry would repeat what the reader saw.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 from tenacity import (
@@ -35,6 +39,7 @@ from service.core import metrics
 from service.core.breaker import CircuitBreaker
 from service.core.config import Settings
 from service.core.errors import LLMBadOutput, LLMTimeout, LLMUnavailable
+from service.pipeline.chat_stream import StreamBroken, StreamTimeout, read_chat_stream
 from service.pipeline.limits import llm_call_slot
 
 if TYPE_CHECKING:  # imported where used: `import openai` takes ~1 s, which no embedded-only run needs
@@ -61,6 +66,16 @@ class LLMResult:
 
 class InvalidOutput(ValueError):
     """The model's reply is not JSON of the requested shape (message is fed back to the model)."""
+
+
+class ReplySink(Protocol):
+    """Takes a streamed reply as it grows (streaming.SentenceStream is the one we have)."""
+
+    committed: bool  # a part of the reply was handed on: no retry or re-ask may follow
+
+    def restart(self) -> None: ...
+
+    def feed(self, content: str, piece: str) -> None: ...
 
 
 # Called once the current task's request body is fully on the wire (see `build_openai_client`):
@@ -100,8 +115,8 @@ def build_openai_client(settings: Settings, http_client: httpx.AsyncClient | Non
 def _is_transport_failure(exc: BaseException) -> bool:
     import openai
 
-    if isinstance(exc, openai.APIConnectionError | json.JSONDecodeError):  # timeouts; a body cut off in transit
-        return True
+    if isinstance(exc, openai.APIConnectionError | json.JSONDecodeError | StreamBroken):
+        return True  # timeouts; a body cut off in transit; a stream cut, stalled or garbled
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
     return False
@@ -190,8 +205,16 @@ class LLMClient:
             return {"type": "json_object"}
         return None
 
-    async def _create(self, messages: list[dict[str, str]], response_format: dict[str, Any] | None) -> dict[str, Any]:
-        """One chat completion as the server's JSON object (a body cut off in transit raises JSONDecodeError)."""
+    async def _create(
+        self,
+        messages: list[dict[str, str]],
+        response_format: dict[str, Any] | None,
+        sink: ReplySink | None = None,
+    ) -> dict[str, Any]:
+        """One chat completion as the server's JSON object (a body cut off in transit raises JSONDecodeError).
+
+        With a `sink`, the completion is streamed and the sink fed as it arrives (StreamBroken on failure).
+        """
         body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -200,6 +223,18 @@ class LLMClient:
         }
         if response_format is not None:
             body["response_format"] = response_format
+        if sink is not None:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+            sink.restart()
+            async with llm_call_slot(self.settings), metrics.observe_llm_call():
+                # cast_to=httpx.Response with stream=True: openai maps the status as usual and hands
+                # back the open response; chat_stream reads its SSE (no pydantic chunk per token).
+                response = await self.client.post(CHAT_COMPLETIONS_PATH, body=body, cast_to=httpx.Response, stream=True)
+                try:
+                    return await read_chat_stream(response, sink.feed)
+                finally:
+                    await response.aclose()
         # The process-wide slot is held only for the HTTP call, never across a retry's sleep.
         async with llm_call_slot(self.settings), metrics.observe_llm_call():
             # `client.post` (openai's documented way to call an endpoint directly) keeps the client's
@@ -211,15 +246,23 @@ class LLMClient:
         return completion if isinstance(completion, dict) else {}
 
     async def _create_with_retries(
-        self, messages: list[dict[str, str]], schema_name: str, schema: dict[str, Any]
+        self,
+        messages: list[dict[str, str]],
+        schema_name: str,
+        schema: dict[str, Any],
+        sink: ReplySink | None = None,
     ) -> tuple[dict[str, Any], int]:
         """One completion, transport failures retried. Returns (completion, attempts)."""
         import openai  # already loaded by the client (see the TYPE_CHECKING import)
 
         s = self.settings
         attempts = 0
+
+        def retryable(exc: BaseException) -> bool:
+            return _is_transport_failure(exc) and not (sink is not None and sink.committed)
+
         retrying = AsyncRetrying(
-            retry=retry_if_exception(_is_transport_failure),
+            retry=retry_if_exception(retryable),
             stop=stop_after_attempt(s.llm_max_attempts) | stop_after_delay(s.llm_retry_deadline_s),
             wait=_BackoffHonouringRetryAfter(s.llm_backoff_initial_s, s.llm_backoff_max_s),
             reraise=True,
@@ -229,7 +272,13 @@ class LLMClient:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    return await self._create_downgrading(messages, schema_name, schema), attempts
+                    return await self._create_downgrading(messages, schema_name, schema, sink), attempts
+        except StreamTimeout as exc:
+            raise LLMTimeout(
+                f"the model's stream stalled for {s.llm_timeout_s:g} s{_after_sent(sink, attempts)}", attempts=attempts
+            ) from exc
+        except StreamBroken as exc:
+            raise LLMUnavailable(f"{exc}{_after_sent(sink, attempts)}", attempts=attempts) from exc
         except openai.APITimeoutError as exc:
             raise LLMTimeout(
                 f"the model did not answer within {s.llm_timeout_s:g} s ({attempts} attempts)", attempts=attempts
@@ -258,14 +307,18 @@ class LLMClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _create_downgrading(
-        self, messages: list[dict[str, str]], schema_name: str, schema: dict[str, Any]
+        self,
+        messages: list[dict[str, str]],
+        schema_name: str,
+        schema: dict[str, Any],
+        sink: ReplySink | None = None,
     ) -> dict[str, Any]:
         """One request; when the server refuses the structured-output mode, ask again in a plainer one."""
         import openai
 
         while True:
             try:
-                return await self._create(messages, self._response_format(schema_name, schema))
+                return await self._create(messages, self._response_format(schema_name, schema), sink)
             except openai.BadRequestError as exc:
                 if not self._downgrade_structured_output(exc):
                     raise
@@ -296,14 +349,18 @@ class LLMClient:
         schema_name: str,
         schema: dict[str, Any],
         validate: Callable[[dict[str, Any]], None] | None = None,
+        sink: ReplySink | None = None,
     ) -> LLMResult:
-        """Ask for a JSON object matching `schema`; re-ask (bounded) when the reply is invalid."""
+        """Ask for a JSON object matching `schema`; re-ask (bounded) when the reply is invalid.
+
+        With a `sink`, the reply is streamed into it (see the module docstring for what changes).
+        """
         conversation = list(messages)
         prompt_tokens = completion_tokens = attempts = 0
         last_error = ""
         for reask in range(self.settings.llm_reask_attempts + 1):
             async with self.breaker.guard():  # breaker.py: fail fast after repeated upstream failures
-                completion, made = await self._create_with_retries(conversation, schema_name, schema)
+                completion, made = await self._create_with_retries(conversation, schema_name, schema, sink)
             attempts += made
             usage = _token_usage(completion)
             prompt_tokens += usage["prompt"]
@@ -314,6 +371,11 @@ class LLMClient:
                 data = parse_json_reply(content, validate)
             except InvalidOutput as exc:
                 last_error = str(exc)
+                if sink is not None and sink.committed:  # a re-ask would repeat what was handed on
+                    raise LLMBadOutput(
+                        f"the model's streamed answer went wrong after sentences were sent: {last_error}",
+                        attempts=attempts,
+                    ) from None
                 log.warning("llm reply invalid (re-ask %d): %s", reask, last_error)
                 metrics.LLM_REASKS.inc()
                 conversation = [
@@ -356,8 +418,12 @@ def _reply_content(completion: dict[str, Any]) -> str | None:
     return content if isinstance(content, str) else None
 
 
+def _after_sent(sink: ReplySink | None, attempts: int) -> str:
+    if sink is not None and sink.committed:
+        return " after part of the answer was sent; not retried"
+    return f" ({attempts} attempts)"
+
+
 def _short(text: object, limit: int = 200) -> str:
     value = str(text)
     return value if len(value) <= limit else value[: limit - 1] + "…"
-
-

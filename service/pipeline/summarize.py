@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,9 +35,11 @@ from service.pipeline.limits import check_article_tokens
 from service.pipeline.llm import InvalidOutput, LLMClient, on_request_sent
 from service.pipeline.prompts import id_text_pairs, load_prompt
 from service.pipeline.segment import segment
+from service.pipeline.streaming import EventSink, SentenceStream, StreamEvent
 from service.verifier.verify import DEFAULT_THRESHOLD, SourceIndex, Verification, verify_claim
 
 Progress = Callable[[int, int], None]
+OnDraft = Callable[["Draft"], None]  # a final summary draft, handed on as soon as it is written
 
 SUMMARY_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -97,17 +100,19 @@ def validate_summary_reply(data: dict[str, Any]) -> None:
 
 def drafts_from_reply(data: dict[str, Any], allowed_ids: set[str], run: Run) -> list[Draft]:
     """Drafts from a validated reply; citations to ids that do not exist are removed and counted."""
-    drafts = []
-    for item in data["sentences"]:
-        cited = []
-        for raw in item["citations"]:
-            sentence_id = raw.strip().strip("[]").lower()
-            if sentence_id in allowed_ids and sentence_id not in cited:
-                cited.append(sentence_id)
-            else:
-                run.unknown_citations += 1
-        drafts.append(Draft(" ".join(item["text"].split()), cited))
-    return drafts
+    return [draft_from_item(item, allowed_ids, run) for item in data["sentences"]]
+
+
+def draft_from_item(item: dict[str, Any], allowed_ids: set[str], run: Run) -> Draft:
+    """One validated sentence object as a draft (unknown citations removed and counted)."""
+    cited = []
+    for raw in item["citations"]:
+        sentence_id = raw.strip().strip("[]").lower()
+        if sentence_id in allowed_ids and sentence_id not in cited:
+            cited.append(sentence_id)
+        else:
+            run.unknown_citations += 1
+    return Draft(" ".join(item["text"].split()), cited)
 
 
 class LLMDrafter:
@@ -133,11 +138,27 @@ class LLMDrafter:
         reserved = PROMPT_OVERHEAD_TOKENS + self.settings.completion_max_tokens
         return chunk_budget(self.settings.context_window_tokens, reserved, self.settings.chunk_tokens)
 
-    async def _ask(self, messages: list[dict[str, str]], allowed: set[str], run: Run) -> list[Draft]:
+    async def _ask(
+        self, messages: list[dict[str, str]], allowed: set[str], run: Run, on_draft: OnDraft | None = None
+    ) -> list[Draft]:
+        """The model's drafts; with `on_draft`, the reply is streamed and each draft handed on once written."""
         sending = on_request_sent.set(run.model_called.set)
+        streamed: list[Draft] = []
+        sink = None
+        if on_draft is not None and self.settings.llm_stream:
+
+            def hand_on(item: dict[str, Any]) -> None:
+                streamed.append(draft := draft_from_item(item, allowed, run))
+                on_draft(draft)
+
+            sink = SentenceStream(hand_on)
         try:
             result = await self.llm.complete_json(
-                messages, schema_name="cited_summary", schema=SUMMARY_SCHEMA, validate=validate_summary_reply
+                messages,
+                schema_name="cited_summary",
+                schema=SUMMARY_SCHEMA,
+                validate=validate_summary_reply,
+                sink=sink,
             )
         finally:
             on_request_sent.reset(sending)
@@ -147,12 +168,23 @@ class LLMDrafter:
         run.usage.reasks += result.reasks
         run.usage.prompt_tokens += result.prompt_tokens
         run.usage.completion_tokens += result.completion_tokens
-        return drafts_from_reply(result.data, allowed, run)
+        # The objects handed on while streaming are the reply's first ones (same JSON): the rest follow.
+        rest = drafts_from_reply({"sentences": result.data["sentences"][len(streamed) :]}, allowed, run)
+        if on_draft is not None:
+            for draft in rest:
+                on_draft(draft)
+        return streamed + rest
 
     async def draft(
-        self, document: Document, sentences: list[Sentence], max_sentences: int, run: Run, progress: Progress | None
+        self,
+        document: Document,
+        sentences: list[Sentence],
+        max_sentences: int,
+        run: Run,
+        progress: Progress | None,
+        on_draft: OnDraft | None = None,
     ) -> tuple[list[Draft], int]:
-        """Drafts and the number of chunks used."""
+        """Drafts and the number of chunks used; the final call (one chunk's, or the combine) streams to `on_draft`."""
         shown, excerpt = await self.condense(document, sentences, run)
         chunks = chunk_sentences(shown, self.budget())
         # The model can only cite what it was shown; ids it never saw are removed like unknown ones.
@@ -168,7 +200,7 @@ class LLMDrafter:
                 parts=None,
                 excerpt=excerpt,
             )
-            drafts = await self._ask(messages, all_ids, run)
+            drafts = await self._ask(messages, all_ids, run, on_draft)
             if progress:
                 progress(1, 1)
             return drafts, 1
@@ -206,7 +238,7 @@ class LLMDrafter:
             max_sentences=max_sentences,
             lines=[{"ids": d.cited_ids, "text": d.text} for d in partial],
         )
-        return await self._ask(messages, all_ids, run), len(chunks)
+        return await self._ask(messages, all_ids, run, on_draft), len(chunks)
 
     async def condense(
         self, document: Document, sentences: list[Sentence], run: Run
@@ -224,9 +256,7 @@ class LLMDrafter:
         run.excerpt_ids = [s.id for s in shown]
         return shown, {"sent": len(shown), "total": len(sentences)}
 
-    async def repair(
-        self, failing: list[tuple[Draft, Verification]], index: SourceIndex, run: Run
-    ) -> list[Draft]:
+    async def repair(self, failing: list[tuple[Draft, Verification]], index: SourceIndex, run: Run) -> list[Draft]:
         """One bounded re-ask with the failing sentences, their reasons and their evidence."""
         items = []
         for draft, verification in failing:
@@ -252,14 +282,21 @@ class ExtractiveDrafter:
         return "none"
 
     async def draft(
-        self, document: Document, sentences: list[Sentence], max_sentences: int, run: Run, progress: Progress | None
+        self,
+        document: Document,
+        sentences: list[Sentence],
+        max_sentences: int,
+        run: Run,
+        progress: Progress | None,
+        on_draft: OnDraft | None = None,
     ) -> tuple[list[Draft], int]:
-        picked = await run_cpu_bound(
-            len(document.text), summarize_extractive, sentences, max_sentences, document.title
-        )
+        picked = await run_cpu_bound(len(document.text), summarize_extractive, sentences, max_sentences, document.title)
         if progress:
             progress(1, 1)
-        return [Draft(s.text, [s.id]) for s in picked], 1
+        drafts = [Draft(s.text, [s.id]) for s in picked]
+        for draft in drafts if on_draft is not None else ():  # all at once: nothing is written piecemeal
+            on_draft(draft)
+        return drafts, 1
 
 
 Drafter = LLMDrafter | ExtractiveDrafter
@@ -293,9 +330,7 @@ async def _index_while_model_works(sentences: list[Sentence], run: Run) -> Sourc
     return await asyncio.to_thread(SourceIndex, sentences)
 
 
-def verify_drafts(
-    drafts: list[Draft], index: SourceIndex, threshold: float | None
-) -> list[tuple[Draft, Verification]]:
+def verify_drafts(drafts: list[Draft], index: SourceIndex, threshold: float | None) -> list[tuple[Draft, Verification]]:
     """Each draft with the verifier's verdict; identical sentences are checked once."""
     seen: set[str] = set()
     checked = []
@@ -304,8 +339,132 @@ def verify_drafts(
         if key in seen:
             continue
         seen.add(key)
-        checked.append((draft, verify_claim(draft.text, draft.cited_ids, index, threshold=threshold)))
+        checked.append((draft, verify_draft(draft, index, threshold)))
     return checked
+
+
+def verify_draft(draft: Draft, index: SourceIndex, threshold: float | None) -> Verification:
+    """The verifier's verdict on one draft."""
+    return verify_claim(draft.text, draft.cited_ids, index, threshold=threshold)
+
+
+def summary_sentence(draft: Draft, verification: Verification, index: SourceIndex) -> SummarySentence:
+    """A kept draft as it appears in the response, citing the verifier's evidence."""
+    return SummarySentence(
+        text=draft.text,
+        citations=[citation_for(index.by_id[i]) for i in verification.evidence_ids if i in index.by_id],
+        verdict=verification.verdict,
+        score=round(verification.score, 4),
+        reason=verification.reason,
+        recited=verification.recited,
+    )
+
+
+def dropped_sentence(draft: Draft, verification: Verification) -> DroppedSentence:
+    """A refused draft as it appears in the response's `dropped` list."""
+    return DroppedSentence(
+        text=draft.text, cited_ids=draft.cited_ids, score=verification.score, reason=verification.reason
+    )
+
+
+def is_kept(verification: Verification, policy: PolicyName) -> bool:
+    """Whether a verdict keeps its sentence in the summary under `policy` (flag keeps and marks)."""
+    return verification.verdict == "supported" or policy == "flag"
+
+
+def assemble(
+    checked: list[tuple[Draft, Verification]], index: SourceIndex, policy: PolicyName, max_sentences: int
+) -> tuple[list[SummarySentence], list[DroppedSentence]]:
+    """The summary (at most `max_sentences`, in `checked` order) and the dropped sentences."""
+    summary: list[SummarySentence] = []
+    dropped: list[DroppedSentence] = []
+    for draft, verification in checked:
+        if not is_kept(verification, policy):
+            dropped.append(dropped_sentence(draft, verification))
+        elif len(summary) < max_sentences:
+            summary.append(summary_sentence(draft, verification, index))
+    return summary, dropped
+
+
+class Announcer:
+    """Verifies drafts as they are written and emits `sentence` / `dropped` events for final verdicts.
+
+    A verdict is final unless a later stage may change it: the LLM judge (any sentence, when its
+    band is on) or the repair policy (an unsupported sentence). Events go out in draft order, so
+    the first verdict that is not final holds every one after it until the summary is assembled
+    (`announce_rest`). The verdicts equal `verify_drafts`'s on the same drafts.
+    """
+
+    def __init__(
+        self,
+        events: EventSink,
+        indexing: asyncio.Task[SourceIndex],
+        chars: int,
+        settings: Settings,
+        policy: PolicyName,
+        max_sentences: int,
+        judged: bool,
+    ) -> None:
+        self.events, self.indexing, self.chars = events, indexing, chars
+        self.threshold = settings.verify_threshold
+        self.policy, self.max_sentences = policy, max_sentences
+        self.judged = judged  # the judge or repair stage follows
+        self.checked: list[tuple[Draft, Verification]] = []
+        self.announced: set[str] = set()
+        self.kept = 0
+        self.added = 0
+        self.holding = False
+        self.queue: asyncio.Queue[Draft | None] = asyncio.Queue()
+        self.task = asyncio.create_task(self._verify_as_written())
+
+    def add(self, draft: Draft) -> None:
+        """A draft just written (called from the model stream's parser)."""
+        self.added += 1
+        self.queue.put_nowait(draft)
+
+    async def finish(self) -> list[tuple[Draft, Verification]]:
+        """Every draft with its verdict, once the drafter is done (what verify_drafts returns)."""
+        self.queue.put_nowait(None)
+        return await self.task
+
+    def cancel(self) -> None:
+        self.task.cancel()
+
+    async def _verify_as_written(self) -> list[tuple[Draft, Verification]]:
+        seen: set[str] = set()
+        while (draft := await self.queue.get()) is not None:
+            key = draft.text.casefold()
+            if key in seen:
+                continue
+            seen.add(key)
+            index = await self.indexing
+            verification = await run_cpu_bound(self.chars, verify_draft, draft, index, self.threshold)
+            self.checked.append((draft, verification))
+            final = not self.judged or (self.policy == "repair" and verification.verdict == "supported")
+            self.holding = self.holding or not final
+            if not self.holding:
+                self._announce(draft, verification, index)
+        return self.checked
+
+    def _announce(self, draft: Draft, verification: Verification, index: SourceIndex) -> None:
+        if not is_kept(verification, self.policy):
+            self._emit("dropped", draft.text, dropped_sentence(draft, verification).model_dump(mode="json"))
+        elif self.kept < self.max_sentences:
+            self.kept += 1
+            self._emit("sentence", draft.text, summary_sentence(draft, verification, index).model_dump(mode="json"))
+
+    def _emit(self, kind: str, text: str, data: dict[str, Any]) -> None:
+        self.announced.add(text.casefold())
+        self.events(StreamEvent(kind, data))
+
+    def announce_rest(self, summary: list[SummarySentence], dropped: list[DroppedSentence]) -> None:
+        """Events for the sentences held back (their verdicts came from the judge or the repair)."""
+        for sentence in summary:
+            if sentence.text.casefold() not in self.announced:
+                self._emit("sentence", sentence.text, sentence.model_dump(mode="json"))
+        for item in dropped:
+            if item.text.casefold() not in self.announced:
+                self._emit("dropped", item.text, item.model_dump(mode="json"))
 
 
 async def judge_unsure(
@@ -338,8 +497,13 @@ async def summarize_document(
     include_sentences: bool = False,
     progress: Progress | None = None,
     timings: dict[str, float] | None = None,
+    events: EventSink | None = None,
 ) -> SummaryResponse:
-    """Segment, draft, verify and apply the policy to an ingested document."""
+    """Segment, draft, verify and apply the policy to an ingested document.
+
+    With `events`, each summary sentence is verified as soon as the model has written it and
+    reported as a `sentence` or `dropped` event (see Announcer); the response is the same.
+    """
     timings = timings if timings is not None else {}
     # CPU-bound steps run on a worker thread (for all but short articles): see run_cpu_bound.
     started = time.perf_counter()
@@ -349,17 +513,38 @@ async def summarize_document(
     run = Run()
     mark = time.perf_counter()
     indexing = asyncio.create_task(_index_while_model_works(sentences, run))
+    announcer = None
+    if events is not None:
+        judged = isinstance(drafter, LLMDrafter) and (settings.verify_judge_band > 0 or policy == "repair")
+        announcer = Announcer(events, indexing, len(document.text), settings, policy, max_sentences, judged)
     try:
-        drafts, chunks = await drafter.draft(document, sentences, max_sentences, run, progress)
-    except BaseException:
+        drafts, chunks = await drafter.draft(
+            document, sentences, max_sentences, run, progress, announcer.add if announcer else None
+        )
+    except Exception:
+        if announcer is not None:
+            # Sentences the model had written before it failed are verified and announced, then the
+            # error ends the stream: what the reader was shown stands, and nothing is repeated.
+            if announcer.added:
+                run.model_called.set()
+            with contextlib.suppress(Exception):
+                await announcer.finish()
         indexing.cancel()
+        raise
+    except BaseException:  # cancelled (the client went away, the deadline ran out)
+        indexing.cancel()
+        if announcer is not None:
+            announcer.cancel()
         raise
     timings["draft_ms"] = _ms_since(mark)
 
     mark = time.perf_counter()
     run.model_called.set()  # the embedded drafter calls no model: build the index now
     index = await indexing
-    checked = await run_cpu_bound(len(document.text), verify_drafts, drafts, index, settings.verify_threshold)
+    if announcer is not None:  # verified while the model wrote: what is left is the last sentence or two
+        checked = await announcer.finish()
+    else:
+        checked = await run_cpu_bound(len(document.text), verify_drafts, drafts, index, settings.verify_threshold)
     timings["verify_ms"] = _ms_since(mark)
 
     if isinstance(drafter, LLMDrafter) and settings.verify_judge_band > 0:
@@ -379,31 +564,11 @@ async def summarize_document(
             )
             timings["repair_ms"] = _ms_since(mark)
 
-    summary: list[SummarySentence] = []
-    dropped: list[DroppedSentence] = []
-    for draft, verification in checked:
-        supported = verification.verdict == "supported"
-        if not supported and policy != "flag":
-            dropped.append(
-                DroppedSentence(
-                    text=draft.text, cited_ids=draft.cited_ids, score=verification.score, reason=verification.reason
-                )
-            )
-            continue
-        if len(summary) == max_sentences:
-            continue
-        summary.append(
-            SummarySentence(
-                text=draft.text,
-                citations=[citation_for(index.by_id[i]) for i in verification.evidence_ids if i in index.by_id],
-                verdict=verification.verdict,
-                score=round(verification.score, 4),
-                reason=verification.reason,
-                recited=verification.recited,
-            )
-        )
+    summary, dropped = assemble(checked, index, policy, max_sentences)
     if isinstance(drafter, ExtractiveDrafter) or chunks == 1:
         summary.sort(key=lambda s: s.citations[0].start if s.citations else 0)
+    if announcer is not None:
+        announcer.announce_rest(summary, dropped)
 
     return SummaryResponse(
         summary=summary,
@@ -437,8 +602,12 @@ async def summarize_request(
     settings: Settings,
     llm: LLMClient | None = None,
     progress: Progress | None = None,
+    events: EventSink | None = None,
 ) -> SummaryResponse:
-    """THE entry point: a request in, a verified, cited summary out, within the request deadline."""
+    """THE entry point: a request in, a verified, cited summary out, within the request deadline.
+
+    With `events`, sentences are reported as they are verified (summarize_document).
+    """
     started = time.perf_counter()
     timings: dict[str, float] = {}
     try:
@@ -454,11 +623,10 @@ async def summarize_request(
                 include_sentences=request.include_sentences,
                 progress=progress,
                 timings=timings,
+                events=events,
             )
     except TimeoutError as exc:
-        raise LLMTimeout(
-            f"the summary did not finish within the {settings.request_deadline_s:g} s deadline"
-        ) from exc
+        raise LLMTimeout(f"the summary did not finish within the {settings.request_deadline_s:g} s deadline") from exc
     response.timings_ms["total_ms"] = _ms_since(started)
     record_summary_verdicts(response)
     return response
@@ -466,4 +634,3 @@ async def summarize_request(
 
 def _ms_since(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
-

@@ -7,12 +7,13 @@ import time
 
 import httpx
 import pytest
-from pytest_httpx import HTTPXMock
+from pytest_httpx import HTTPXMock, IteratorStream
 
 from service.core.config import Settings
 from service.core.errors import LLMBadOutput, LLMTimeout, LLMUnavailable
 from service.pipeline.llm import InvalidOutput, LLMClient, on_request_sent, parse_json_reply, retry_after_seconds
-from tests.conftest import CHAT_URL, chat_completion, cited
+from service.pipeline.streaming import SentenceStream
+from tests.conftest import CHAT_URL, SSE_HEADERS, chat_completion, cited, sse_chunks
 
 SCHEMA = {"type": "object"}
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -204,3 +205,76 @@ async def test_no_report_without_a_caller_asking(httpx_mock: HTTPXMock, llm_sett
     result = await ask(llm_settings)
     assert result.data["sentences"][0]["text"] == "Fine."
     assert "trace" not in httpx_mock.get_requests()[0].extensions
+
+
+# ---------------------------------------------------------------------------------------------
+# Streamed replies (issue 15): retried until a sentence was handed on, never after
+# ---------------------------------------------------------------------------------------------
+
+THREE = cited(("First one.", ["s1"]), ("Second one.", ["s2"]), ("Third one.", ["s3"]))
+
+
+def cut_after(chunks: list[bytes], count: int, exc: Exception):
+    yield from chunks[:count]
+    raise exc
+
+
+def chars_until_handed_on(content: str, sentences: int) -> int:
+    """Chunks (4 characters each, after the role chunk) needed before `sentences` were handed on."""
+    position = 0
+    for _ in range(sentences + 1):
+        position = content.index('{"text"', position) + 1
+    return 1 + (position + 3) // 4
+
+
+async def test_a_streamed_reply_feeds_the_sink_and_asks_for_usage(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    httpx_mock.add_response(url=CHAT_URL, headers=SSE_HEADERS, stream=IteratorStream(sse_chunks(THREE, prompt_tokens=9, completion_tokens=5)))
+    items: list[dict] = []
+    result = await ask(llm_settings, sink=SentenceStream(items.append))
+    body = json.loads(httpx_mock.get_requests()[0].content)
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert [i["text"] for i in items] == ["First one.", "Second one."]
+    assert result.data == json.loads(THREE)
+    assert (result.prompt_tokens, result.completion_tokens, result.attempts) == (9, 5, 1)
+
+
+async def test_a_stream_cut_before_any_sentence_is_retried(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    early = chars_until_handed_on(THREE, 1) - 2
+    httpx_mock.add_response(url=CHAT_URL, headers=SSE_HEADERS, stream=IteratorStream(cut_after(sse_chunks(THREE), early, httpx.ReadError("reset"))))
+    httpx_mock.add_response(url=CHAT_URL, headers=SSE_HEADERS, stream=IteratorStream(sse_chunks(THREE)))
+    items: list[dict] = []
+    result = await ask(llm_settings, sink=SentenceStream(items.append))
+    assert result.attempts == 2 and len(httpx_mock.get_requests()) == 2
+    assert [i["text"] for i in items] == ["First one.", "Second one."]  # once each
+
+
+@pytest.mark.parametrize(
+    ("exc", "error"), [(httpx.ReadError("reset"), LLMUnavailable), (httpx.ReadTimeout("stalled"), LLMTimeout)]
+)
+async def test_a_stream_broken_after_a_sentence_is_not_retried(
+    httpx_mock: HTTPXMock, llm_settings: Settings, exc: Exception, error: type
+) -> None:
+    late = chars_until_handed_on(THREE, 1) + 1
+    httpx_mock.add_response(url=CHAT_URL, headers=SSE_HEADERS, stream=IteratorStream(cut_after(sse_chunks(THREE), late, exc)))
+    items: list[dict] = []
+    with pytest.raises(error, match="not retried"):
+        await ask(llm_settings, sink=SentenceStream(items.append))
+    assert len(httpx_mock.get_requests()) == 1
+    assert [i["text"] for i in items] == ["First one."]
+
+
+async def test_an_invalid_streamed_reply_after_a_sentence_is_not_reasked(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    broken = THREE[: THREE.index("Third")]  # valid objects, then the reply stops (finish_reason length)
+    httpx_mock.add_response(url=CHAT_URL, headers=SSE_HEADERS, stream=IteratorStream(sse_chunks(broken, finish_reason="length")))
+    items: list[dict] = []
+    with pytest.raises(LLMBadOutput, match="after sentences were sent"):
+        await ask(llm_settings, sink=SentenceStream(items.append), validate=lambda data: None)
+    assert len(httpx_mock.get_requests()) == 1 and len(items) == 2
+
+
+async def test_an_invalid_streamed_reply_before_any_sentence_is_reasked(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    httpx_mock.add_response(url=CHAT_URL, headers=SSE_HEADERS, stream=IteratorStream(sse_chunks("I cannot do that.")))
+    httpx_mock.add_response(url=CHAT_URL, headers=SSE_HEADERS, stream=IteratorStream(sse_chunks(THREE)))
+    items: list[dict] = []
+    result = await ask(llm_settings, sink=SentenceStream(items.append))
+    assert result.reasks == 1 and len(items) == 2
