@@ -118,6 +118,36 @@ async def test_an_expired_entry_is_a_miss() -> None:
     await store.close()
 
 
+async def test_expired_entries_are_deleted_and_the_file_stops_growing(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite3"
+    cache = SQLiteResultCache(path, ttl_s=0)  # every entry has expired by the next write
+    value = {"summary": "x" * 100_000}
+    sizes = []
+    for i in range(40):
+        await cache.set(f"k{i}", value)
+        await cache.db.run(lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+        sizes.append(path.stat().st_size)
+    rows = await cache.db.run(lambda conn: conn.execute("SELECT COUNT(*) FROM result_cache").fetchone()[0])
+    await cache.close()
+    assert rows == 1  # only the newest entry
+    # 40 x 100 kB written; the live set is one entry: the file stays near one entry's size
+    assert sizes[-1] <= sizes[9] + 50_000, sizes
+    assert sizes[-1] < 10 * len(value["summary"])
+
+
+async def test_a_write_deletes_a_bounded_number_of_expired_entries(tmp_path: Path) -> None:
+    cache = SQLiteResultCache(tmp_path / "cache.sqlite3", ttl_s=0)
+    await cache.db.run(
+        lambda conn: conn.executemany(
+            "INSERT INTO result_cache (key, value, expires_at) VALUES (?, '{}', 0)", [(f"old{i}",) for i in range(100)]
+        )
+    )
+    await cache.set("new", {})
+    rows = await cache.db.run(lambda conn: conn.execute("SELECT COUNT(*) FROM result_cache").fetchone()[0])
+    await cache.close()
+    assert rows == 100 - SQLiteResultCache.PURGE_BATCH + 1  # one batch deleted, the new entry added
+
+
 async def test_the_cache_can_be_switched_off() -> None:
     store = SQLiteResultCache(":memory:", ttl_s=60)
     fake = CountingSummarizer()
