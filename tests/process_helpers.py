@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -32,11 +32,13 @@ def service_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def start_service(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """`python -m service <args>`, output to `log_path`."""
+    """`python -m service <args>`, output to `log_path` (remembered as `process.log_path` for wait_for)."""
     with open(log_path, "ab") as log:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "service", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
+    process.log_path = log_path  # type: ignore[attr-defined]
+    return process
 
 
 def stop(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> int:
@@ -51,15 +53,42 @@ def stop(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> int:
     return process.returncode
 
 
-def wait_for(check: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 0.05) -> T:
-    """Poll `check` until it returns something truthy; fail the test after `timeout_s`."""
+def log_tail(process: subprocess.Popen[bytes], chars: int = 6000) -> str:
+    """The end of the log `start_service` sent this process's output to ('' if none)."""
+    path = getattr(process, "log_path", None)
+    if path is None or not Path(path).exists():
+        return ""
+    return Path(path).read_text(encoding="utf-8", errors="replace")[-chars:]
+
+
+def wait_for(
+    check: Callable[[], T | None],
+    timeout_s: float,
+    what: str,
+    interval_s: float = 0.05,
+    *,
+    watch: subprocess.Popen[bytes] | Iterable[subprocess.Popen[bytes]] = (),
+) -> T:
+    """Poll `check` until it returns something truthy; fail the test after `timeout_s`.
+
+    `watch`: processes that must stay up meanwhile. If one exits, fail at once with its exit code
+    and the end of its log, instead of waiting out the timeout for a server that is gone.
+    """
+    watched = [watch] if isinstance(watch, subprocess.Popen) else list(watch)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
+        for process in watched:
+            if process.poll() is not None:
+                raise AssertionError(
+                    f"while waiting for {what}: `{' '.join(map(str, process.args[1:]))}` (pid {process.pid}) "
+                    f"exited with code {process.returncode}; its log ends:\n{log_tail(process)}"
+                )
         time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+    tails = "".join(f"\n--- log of pid {p.pid}:\n{log_tail(p)}" for p in watched)
+    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}{tails}")
 
 
 def run_events(path: Path) -> list[tuple[str, int, str]]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from service.core.config import Settings
 from service.core.schema import SummaryRequest, SummaryResponse, Usage
-from service.jobs.store_sqlite import SQLiteDatabase
+from service.jobs.store_sqlite import SQLiteDatabase, write_locked
 from service.pipeline.prompts import available_prompts, load_prompt
 
 if TYPE_CHECKING:  # redis is an optional extra: only Redis mode needs it at run time
@@ -122,8 +122,12 @@ class SQLiteResultCache:
     def __init__(self, path: str | Path, *, ttl_s: int) -> None:
         self.db = SQLiteDatabase(path)
         self.ttl_s = ttl_s
-        self.db._conn.execute(
-            "CREATE TABLE IF NOT EXISTS result_cache (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL NOT NULL)"
+        write_locked(
+            self.db._conn,
+            lambda conn: conn.execute(
+                "CREATE TABLE IF NOT EXISTS result_cache "
+                "(key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL NOT NULL)"
+            ),
         )
         self.db._conn.execute("CREATE INDEX IF NOT EXISTS result_cache_expiry ON result_cache (expires_at)")
 

@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
 from service.jobs.job import IdempotencyKeyReused, Job, Progress, abandoned_problem, idempotency_slot
 
 T = TypeVar("T")
@@ -59,16 +61,61 @@ _COLUMNS = (
 )
 
 
+BUSY_TIMEOUT_S = 30.0
+
+
+def _is_busy(exc: BaseException) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED (any extended code): another connection holds the lock."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.OperationalError) and code is not None and code & 0xFF in (5, 6)
+
+
+def _retry_busy(deadline_s: float) -> Retrying:
+    """Retry a statement that SQLite refused with BUSY without waiting in its busy handler.
+
+    SQLite skips the busy handler where waiting could deadlock: switching a fresh file to WAL while
+    another connection holds a write lock on it (several `serve` workers opening a new job file
+    at once) or a read upgraded to a write after another commit (SQLITE_BUSY_SNAPSHOT). Such a
+    statement fails at once with "database is locked"; the other holder finishes in milliseconds.
+    """
+    return Retrying(
+        retry=retry_if_exception(_is_busy),
+        wait=wait_random_exponential(multiplier=0.005, max=0.2),
+        stop=stop_after_delay(deadline_s),
+        reraise=True,
+    )
+
+
 def connect(path: str | Path) -> sqlite3.Connection:
     """A connection in WAL mode that waits, rather than fails, while another process writes."""
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+    for attempt in _retry_busy(BUSY_TIMEOUT_S):
+        with attempt:
+            conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=30000")
     return conn
+
+
+def write_locked(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """`fn(conn)` as one write transaction whose lock is taken before anything is read (schema set-up).
+
+    BEGIN IMMEDIATE waits in the busy handler for the write lock, so processes creating the same
+    schema at once run one after the other instead of one failing on a read-to-write upgrade.
+    """
+    for attempt in _retry_busy(BUSY_TIMEOUT_S):
+        with attempt:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                value = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+    return value
 
 
 class SQLiteDatabase:
@@ -144,17 +191,22 @@ def _job_from_row(row: sqlite3.Row) -> Job:
     )
 
 
+def _create_schema(conn: sqlite3.Connection) -> None:
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    present = {row["name"] for row in conn.execute("PRAGMA table_info(jobs)")}
+    for name, definition in _ADDED_COLUMNS:
+        if name not in present:
+            conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
+
+
 class SQLiteJobStore:
     """JobStore on a SQLite file, plus the queue operations of the embedded worker."""
 
     def __init__(self, path: str | Path) -> None:
         self.db = SQLiteDatabase(path)
-        conn = self.db._conn
-        conn.executescript(_SCHEMA)
-        present = {row["name"] for row in conn.execute("PRAGMA table_info(jobs)")}
-        for name, definition in _ADDED_COLUMNS:
-            if name not in present:
-                conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
+        write_locked(self.db._conn, _create_schema)
 
     async def close(self) -> None:
         self.db.close()

@@ -75,7 +75,7 @@ def test_serve_logs_json_lines_with_request_ids_and_the_open_access_warning(tmp_
     env = service_env({"CITESUM_JOB_DB_PATH": str(tmp_path / "jobs.sqlite3"), "CITESUM_LOG_LEVEL": "INFO"})
     process = start_api(port, env, log_path)
     try:
-        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 30, "the API to start")
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 30, "the API to start", watch=process)
         response = httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"x-request-id": "trace-me-42"})
         assert response.headers["x-request-id"] == "trace-me-42"
         wait_for(lambda: _json_lines(log_path, "trace-me-42"), 10, "the access log line")

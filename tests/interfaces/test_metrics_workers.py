@@ -169,7 +169,7 @@ def test_every_scrape_counts_the_requests_of_both_workers(tmp_path: Path) -> Non
     port, log = free_port(), tmp_path / "serve.log"
     process = start_api(port, env, log, workers=2)
     try:
-        wait_for(lambda: _started(log, 2), STARTUP_S, "two worker processes to start")
+        wait_for(lambda: _started(log, 2), STARTUP_S, "two worker processes to start", watch=process)
         workers = worker_pids(log)
         sent, answered = _readyz_until_both_workers_answer(port, 20)
         assert answered == workers
@@ -203,12 +203,12 @@ def test_a_killed_worker_keeps_its_counts_and_loses_its_live_gauges(tmp_path: Pa
     port, log = free_port(), tmp_path / "serve.log"
     process = start_api(port, env, log, workers=2)
     try:
-        wait_for(lambda: _started(log, 2), STARTUP_S, "two worker processes to start")
+        wait_for(lambda: _started(log, 2), STARTUP_S, "two worker processes to start", watch=process)
         sent, workers = _readyz_until_both_workers_answer(port, 10)
         victim = min(workers)
         assert (shared / f"gauge_livesum_{victim}.db").exists() and (shared / f"gauge_livemax_{victim}.db").exists()
         os.kill(victim, signal.SIGKILL)  # no shutdown path of its own runs: the supervisor must mark it dead
-        wait_for(lambda: _started(log, 3), STARTUP_S, "uvicorn to replace the killed worker")
+        wait_for(lambda: _started(log, 3), STARTUP_S, "uvicorn to replace the killed worker", watch=process)
         wait_for(lambda: not list(shared.glob(f"gauge_live*_{victim}.db")), 20, "the dead worker's live gauges to go")
         assert (shared / f"counter_{victim}.db").exists()
         for _ in range(6):

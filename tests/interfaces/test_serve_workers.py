@@ -154,7 +154,7 @@ def test_two_workers_answer_and_shut_down_cleanly(tmp_path: Path) -> None:
     port, log = free_port(), tmp_path / "serve.log"
     process = start_api(port, env, log, workers=2)
     try:
-        wait_for(lambda: _started(log, 2), STARTUP_S, "two worker processes to start")
+        wait_for(lambda: _started(log, 2), STARTUP_S, "two worker processes to start", watch=process)
         pids = worker_pids(log)
         assert process.pid not in pids  # the supervisor only supervises
         text = SEED_ARTICLE.read_text(encoding="utf-8")
@@ -190,7 +190,7 @@ def test_jobs_submitted_to_two_workers_each_run_exactly_once(tmp_path: Path) -> 
     port, log = free_port(), tmp_path / "serve.log"
     process = start_api(port, env, log, workers=2)
     try:
-        wait_for(lambda: _started(log, 2), STARTUP_S, "two worker processes to start")
+        wait_for(lambda: _started(log, 2), STARTUP_S, "two worker processes to start", watch=process)
         locations = []
         for n in range(16):
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
@@ -226,7 +226,7 @@ def test_workers_stop_on_their_own_when_the_supervisor_is_killed(tmp_path: Path)
     port, log = free_port(), tmp_path / "serve.log"
     process = start_api(port, env, log, workers=2)
     try:
-        wait_for(lambda: _started(log, 2), STARTUP_S, "two worker processes to start")
+        wait_for(lambda: _started(log, 2), STARTUP_S, "two worker processes to start", watch=process)
         pids = worker_pids(log)
     finally:
         process.send_signal(signal.SIGKILL)  # the supervisor cannot pass anything on
@@ -236,7 +236,7 @@ def test_workers_stop_on_their_own_when_the_supervisor_is_killed(tmp_path: Path)
     # The port is free again: a new server can take it.
     again = start_api(port, env, tmp_path / "again.log")
     try:
-        wait_for(lambda: _started(tmp_path / "again.log", 1), STARTUP_S, "a new server on the same port")
+        wait_for(lambda: _started(tmp_path / "again.log", 1), STARTUP_S, "a new server on the same port", watch=again)
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
     finally:
         assert stop(again) in (0, -signal.SIGTERM)  # one process: uvicorn re-raises SIGTERM after shutting down

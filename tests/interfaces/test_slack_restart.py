@@ -109,7 +109,7 @@ def test_a_slash_command_acked_before_a_kill_9_is_posted_once_after_restart(
 
     first = start_api(port, env, tmp_path / "api1.log")
     try:
-        wait_for(up, 30, "the API to start")
+        wait_for(up, 30, "the API to start", watch=first)
         ack = command()
         assert ack.status_code == 200 and "Summarizing" in ack.json()["text"], ack.text
         wait_for(lambda: run_events(runs), 20, "the summary to start")
@@ -120,7 +120,7 @@ def test_a_slash_command_acked_before_a_kill_9_is_posted_once_after_restart(
 
     second = start_api(port, env, tmp_path / "api2.log")
     try:
-        wait_for(up, 30, "the API to restart")
+        wait_for(up, 30, "the API to restart", watch=second)
         retry = command(**{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
         assert retry.status_code == 200 and "Already working" in retry.json()["text"], retry.text
         wait_for(lambda: response_url.posts, 30, "the summary at the response_url")

@@ -97,7 +97,7 @@ def test_the_api_with_its_embedded_worker_restarted_mid_job_completes_the_job(tm
 
     first = start_api(port, env, tmp_path / "api1.log")
     try:
-        wait_for(lambda: job_status("/healthz"), 30, "the API to start")
+        wait_for(lambda: job_status("/healthz"), 30, "the API to start", watch=first)
         answer = client.post(
             "/v1/summaries", json={"text": "beta: the talks resume in March."}, headers={"Prefer": "respond-async"}
         )

@@ -174,7 +174,7 @@ def test_two_workers_share_jobs_and_a_killed_workers_job_completes_once(redis_ur
     base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=base, timeout=10) as client:
-            wait_for(lambda: _answers(client), 30, "the API to start")
+            wait_for(lambda: _answers(client), 30, "the API to start", watch=[api, *workers])
             words = [f"job{i}" for i in range(6)]
             ids = {}
             for word in words:
@@ -248,7 +248,7 @@ def test_idempotency_and_cache_across_processes(redis_url: str, tmp_path: Path) 
     worker = start_service(["worker"], env, tmp_path / "worker.log")
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            wait_for(lambda: _answers(client), 30, "the API to start")
+            wait_for(lambda: _answers(client), 30, "the API to start", watch=[api, worker])
             body = {"text": f"cached: {ARTICLE}"}
             # The main endpoint in async mode, both ways of asking for it.
             first = client.post(
