@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -53,6 +54,67 @@ def test_offsets_exact_on_any_unicode(text: str) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.sampled_from(["Hello world.", "🙂 emoji!", "e\u0301", "שלום.", "\r\n", "\x00", " ", "A. B. C."])))
+@given(st.lists(st.sampled_from(["Hello world.", "🙂 emoji!", "e\u0301", "שלום.", "\r\n", "\x00", " ", "A. B. C.", "end.", "Next", "\"", "\u201c", "U.S.", "No.5"])))
 def test_offsets_exact_on_awkward_pieces(pieces: list[str]) -> None:
     assert_offsets_exact("".join(pieces))
+
+
+# Text whose paragraph breaks were dropped (BBC articles in XSum) glues sentences together.
+GLUED = [
+    ("He won a free-kick early in the match.And Tansey converted it.",
+     ["He won a free-kick early in the match.", "And Tansey converted it."]),
+    ('"We will be back," she said.The evacuees left on Monday.',
+     ['"We will be back," she said.', "The evacuees left on Monday."]),
+    # a straight quote after the full stop closes the quotation when one is open, else opens the next
+    ('She said: "It was hard.We kept going."Then she left.',
+     ['She said: "It was hard.', 'We kept going."', "Then she left."]),
+    ('It was over by then.He said.\u201cWe won,\u201d he added.',
+     ["It was over by then.", "He said.", "\u201cWe won,\u201d he added."]),
+    ('They called it "secret".It was not.', ['They called it "secret".', "It was not."]),
+    ("Is it true?Nobody knows!Wait and see.", ["Is it true?", "Nobody knows!", "Wait and see."]),
+    ("The film came out in 2017.It made $5m.The sequel did not.",
+     ["The film came out in 2017.", "It made $5m.", "The sequel did not."]),
+    ("Match ends, Gateshead 2, Wrexham 1.Second Half ends.", ["Match ends, Gateshead 2, Wrexham 1.", "Second Half ends."]),
+    ("It was confirmed.A man, 45, was arrested.", ["It was confirmed.", "A man, 45, was arrested."]),
+    ("It was run by Patrick Bradley Ltd.Mr McGurk denied it.", ["It was run by Patrick Bradley Ltd.", "Mr McGurk denied it."]),
+]
+
+# Full stops before a letter that end nothing.
+NOT_ENDS = [
+    "The U.S.Army said nothing about it.",
+    "He lives at No.5 Downing Street now.",
+    "Shares rose 3.5 per cent on Monday.",
+    "The book by J.K.Rowling sold well.",
+    "She has a Ph.D.Thesis defended last year.",
+    "Write to news.Desk@bbc.co.uk for details.",
+    "See www.bbc.co.uk/News.Index for details.",
+    "Read https://example.com/Story.Html today.",
+    "Mr.Smith and Dr.Jones met St.Louis officials.",
+    "The site Money.Co.uk said so.",
+    "They used ASP.NET Core for it.",
+    "Washington, D.C.Officials said so.",
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), GLUED, ids=[g[1][1][:20] for g in GLUED])
+def test_sentences_glued_by_a_missing_space_are_split(text: str, expected: list[str]) -> None:
+    assert [s.text for s in segment(text)] == expected
+    assert_offsets_exact(text)
+
+
+@pytest.mark.parametrize("text", NOT_ENDS)
+def test_full_stops_inside_abbreviations_addresses_and_numbers_are_not_split(text: str) -> None:
+    assert [s.text for s in segment(text)] == [text]
+
+
+def test_a_paragraph_of_glued_bbc_sentences_has_one_sentence_each() -> None:
+    sentences = [
+        "The club said it had been a difficult season.",
+        '"We have learned a lot," manager Jim Hunt said.',
+        "Mr Hunt joined from St Mirren in 2015.",
+        "He had previously worked in the U.S. for three years.",
+        "The team finished 4.5 points clear.",
+        "Fans can write to sport@bbc.co.uk with their views.",
+    ]
+    text = "".join(sentences)
+    assert [s.text for s in segment(text)] == sentences
