@@ -21,6 +21,7 @@ from service.core.schema import SummaryResponse
 from service.jobs.deliver import (
     DeliveryError,
     check_target,
+    parse_target,
     post_chat_message,
     post_incoming_webhook,
     post_to_response_url,
@@ -47,6 +48,10 @@ def check_callback_target(url: str | None, callback_format: CallbackFormat, sett
         except DeliveryError as exc:
             raise InvalidInput(f"response_url refused: {exc}") from exc
         return
+    try:
+        parse_target(url)  # as httpx will read it: a URL it cannot send is refused now, not at delivery
+    except DeliveryError as exc:
+        raise InvalidInput(f"callback_url refused: {exc}") from exc
     check_url(url, allow_private=settings.fetch_allow_private)
 
 
@@ -121,6 +126,9 @@ async def send_callback(job: Job, *, settings: Settings, client: httpx.AsyncClie
     except (SummaryError, DeliveryError, httpx.HTTPError, KeyError) as exc:  # refused, DNS, HTTP answer
         log.warning("job %s: %s callback not delivered: %s", job.id, job.callback_format, exc)
         return str(exc) or type(exc).__name__
+    except Exception as exc:  # anything else (a bug, an odd transport error) must not strand the job
+        log.exception("job %s: %s callback not delivered (unexpected error)", job.id, job.callback_format)
+        return f"{type(exc).__name__}: {exc}"
     request_id = job.callback_options.get("request_id")
     log.info("job %s: %s callback delivered request_id=%s", job.id, job.callback_format, request_id)
     return None

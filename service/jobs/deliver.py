@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_before_delay
@@ -24,6 +23,7 @@ __all__ = [
     "DeliveryError",
     "TargetNotAllowed",
     "check_target",
+    "parse_target",
     "post_chat_message",
     "post_incoming_webhook",
     "post_to_response_url",
@@ -62,13 +62,23 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def parse_target(url: str) -> httpx.URL:
+    """The URL exactly as the HTTP client will send it, or TargetNotAllowed.
+
+    Checks must read the URL the way httpx does: `urlsplit` silently drops tabs and newlines
+    ("https://ho\toks.slack.com/" passes as hooks.slack.com), while httpx refuses them with
+    InvalidURL, which once escaped delivery and left a job running for ever.
+    """
+    try:
+        return httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise TargetNotAllowed(f"not a usable URL: {exc}") from exc
+
+
 def check_target(url: str, allowed_hosts: list[str]) -> str:
     """Return the URL if its host is allowed (exact, case-insensitive) and it is https (http only on loopback)."""
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-    except ValueError as exc:
-        raise TargetNotAllowed(f"not a URL: {url[:80]!r}") from exc
+    parts = parse_target(url)
+    host = parts.host.lower()
     if not host or host not in {allowed.lower() for allowed in allowed_hosts}:
         raise TargetNotAllowed(f"host {host or '(none)'!r} is not in CITESUM_SLACK_RESPONSE_HOSTS")
     if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(host)):
@@ -226,7 +236,7 @@ async def post_incoming_webhook(
     target = url or settings.incoming_webhook_url
     if not target:
         raise DeliveryError("no incoming webhook URL configured (CITESUM_INCOMING_WEBHOOK_URL)")
-    if urlsplit(target).scheme not in ("https", "http"):
+    if parse_target(target).scheme not in ("https", "http"):
         raise TargetNotAllowed("incoming webhook URL must be http(s)")
     payload = {key: value for key, value in message.items() if key != "response_type"}
     return await _post_with_text_fallback(client, target, payload, settings=settings, label="incoming webhook")

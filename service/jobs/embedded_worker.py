@@ -42,7 +42,7 @@ class EmbeddedWorker:
         self.poll_s = poll_s
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], str] = {}  # running attempt → its job id
 
     def wake(self) -> None:
         """Look for work now rather than at the next poll (called after a local submit)."""
@@ -62,7 +62,7 @@ class EmbeddedWorker:
                     if job is None:
                         break
                     task = asyncio.create_task(self._run(job))
-                    self._tasks.add(task)
+                    self._tasks[task] = job.id
                     task.add_done_callback(self._task_done)
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -71,7 +71,7 @@ class EmbeddedWorker:
         finally:
             if self._tasks:
                 # Unfinished jobs keep their lease and are re-queued when it lapses.
-                _, pending = await asyncio.wait(self._tasks, timeout=grace_s)
+                _, pending = await asyncio.wait(list(self._tasks), timeout=grace_s)
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
@@ -80,12 +80,14 @@ class EmbeddedWorker:
     def _task_done(self, task: asyncio.Task[None]) -> None:
         # A freed slot is a reason to look for work now: the poll is only for what no local event
         # announces (jobs submitted by other processes, retries coming due, lapsed leases).
-        self._tasks.discard(task)
+        self._tasks.pop(task, None)
         self._wake.set()
 
     async def _upkeep(self) -> None:
-        # Renew our own leases first, so only dead workers' jobs look abandoned.
-        await self.store.renew_leases(self.owner, self.lease_s)
+        # Renew the leases of the attempts still running here first, so only dead workers' jobs look
+        # abandoned. Only those: a job whose task is gone (it crashed) must lapse and be recovered,
+        # not be kept `running` for ever by a live process.
+        await self.store.renew_leases(self.owner, self.lease_s, list(self._tasks.values()))
         requeued, failed = await self.store.recover_expired()
         for job_id in requeued:
             log.warning("job %s: its worker stopped mid-run; re-queued", job_id)

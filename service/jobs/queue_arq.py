@@ -33,7 +33,14 @@ async def summarize_job(ctx: dict[str, Any], job_id: str) -> str:
     """The arq task: run attempt `job_try` of the job; a transient failure is retried by arq."""
     runner: JobRunner = ctx["runner"]
     attempt = int(ctx["job_try"])
-    outcome = await runner.run_attempt(job_id, attempt)
+    try:
+        outcome = await runner.run_attempt(job_id, attempt)
+    except Exception:
+        # Not even the outcome could be recorded (the store is down?): without a retry arq would drop
+        # the task and the job would show `running` for ever. The next try records it, or gives up
+        # with job-abandoned once the attempts are used up.
+        log.exception("job %s: attempt %d crashed; retrying", job_id, attempt)
+        outcome = Outcome.RETRY
     if outcome is Outcome.RETRY:
         raise Retry(defer=retry_delay_s(attempt, runner.settings.job_retry_backoff_s))
     return outcome.value

@@ -123,11 +123,28 @@ class JobRunner:
                 )
                 return Outcome.RETRY
             log.warning("job %s: failed after %d attempt(s): %s", job_id, attempt, problem["detail"])
-            return await self._finish(job, attempt, error=problem)
+            return await self._finish_or_end(job, attempt, error=problem)
         await progress.flush()
         if hit:
             log.info("job %s: answered from the result cache", job_id)
-        return await self._finish(job, attempt, result=response.model_dump(mode="json"))
+        return await self._finish_or_end(job, attempt, result=response.model_dump(mode="json"))
+
+    async def _finish_or_end(
+        self, job: Job, attempt: int, *, result: dict[str, Any] | None = None, error: dict[str, Any] | None = None
+    ) -> Outcome:
+        """`_finish`; if anything in it raises, the attempt still ends (retried or failed), never left running."""
+        try:
+            return await self._finish(job, attempt, result=result, error=error)
+        except Exception as exc:
+            log.exception("job %s: attempt %d crashed after summarizing", job.id, attempt)
+            problem = problem_from_exception(exc, attempts=attempt)
+            if attempt < job.max_attempts:
+                delay = retry_delay_s(attempt, self.settings.job_retry_backoff_s)
+                if await self.store.retry_later(job.id, attempt, delay, problem):
+                    return Outcome.RETRY
+                return Outcome.SKIPPED
+            recorded = await self.store.finish(job.id, attempt, error=problem, callback_error=problem["detail"])
+            return Outcome.FAILED if recorded else Outcome.SKIPPED
 
     async def _finish(
         self, job: Job, attempt: int, *, result: dict[str, Any] | None = None, error: dict[str, Any] | None = None

@@ -338,12 +338,15 @@ class SQLiteJobStore:
             return None
         return await self.db.transaction(tx)
 
-    async def renew_leases(self, owner: str, lease_s: float) -> int:
-        """Extend the lease of every job `owner` is running; returns how many."""
+    async def renew_leases(self, owner: str, lease_s: float, job_ids: list[str]) -> int:
+        """Extend the lease of the jobs in `job_ids` that `owner` is running; returns how many."""
+        if not job_ids:
+            return 0
+        marks = ",".join("?" * len(job_ids))
         cursor = await self.db.run(
             lambda conn: conn.execute(
-                "UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND status = 'running'",
-                (time.time() + lease_s, owner),
+                f"UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND status = 'running' AND id IN ({marks})",
+                (time.time() + lease_s, owner, *job_ids),
             )
         )
         return cursor.rowcount

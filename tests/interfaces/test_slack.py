@@ -379,10 +379,17 @@ async def test_policy_flag_and_pasted_text_reach_the_pipeline(
     assert call.policy == "flag" and call.url is None and call.text.startswith("Minsk & Moscow signed")
 
 
+@pytest.mark.parametrize(
+    "response_url",
+    ["https://evil.example.com/steal", RESPONSE_URL.replace("/commands/", "/commands/\t"), "https://ho\toks.slack.com/x"],
+    ids=["other-host", "tab-in-path", "tab-in-host"],
+)
 async def test_response_url_outside_the_allow_list_is_refused(
-    app: FastAPI, client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer
+    app: FastAPI, client: httpx.AsyncClient, httpx_mock: HTTPXMock, summarizer: FakeSummarizer, response_url: str
 ) -> None:
-    response = await post_command(client, command_body(ARTICLE_URL, response_url="https://evil.example.com/steal"))
+    # A tab passed urlsplit (which drops it) but not httpx: the job ran, delivery raised InvalidURL
+    # and the job stayed `running`. Now it is refused up front like any URL httpx cannot send.
+    response = await post_command(client, command_body(ARTICLE_URL, response_url=response_url))
     assert response.status_code == 200 and "can't reply" in response.json()["text"]
     assert summarizer.calls == [] and httpx_mock.get_requests() == [] and await job_statuses(app) == []
 

@@ -61,6 +61,10 @@ def test_allowed_targets(url: str) -> None:
         "",
         "not a url",
         "https://[::1/x",
+        # urlsplit drops tabs and newlines (so these looked like hooks.slack.com); httpx refuses them
+        "https://hooks.slack.com/commands/T1/\t123",
+        "https://ho\toks.slack.com/commands/T1/1/x",
+        "https://hooks.slack.com\n/commands/T1/1/x",
     ],
 )
 def test_refused_targets(url: str) -> None:

@@ -415,6 +415,81 @@ async def test_a_response_url_outside_the_allow_list_is_refused(settings: Settin
             )
 
 
+async def test_an_unexpected_delivery_error_still_ends_the_job(settings: Settings, httpx_mock: HTTPXMock) -> None:
+    allowed = settings.model_copy(update={"fetch_allow_private": True})  # the test receiver is on loopback
+    httpx_mock.add_exception(RuntimeError("transport bug"), url="http://127.0.0.1:9/hook")
+    async with running_backend(allowed, summarize=CountingSummarizer()) as backend:
+        job, _ = await backend.submit(request_of(), callback_url="http://127.0.0.1:9/hook")
+        done = await wait_finished(backend, job.id, timeout_s=5)
+    assert done.status == "succeeded" and "RuntimeError: transport bug" in (done.callback_error or "")
+
+
+class FailingFinishStore(SQLiteJobStore):
+    """A store whose first `finish` raises, as a bug or an outage between summary and record would."""
+
+    failures = 1
+
+    async def finish(self, job_id: str, attempt: int, **outcome: Any) -> bool:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("store hiccup")
+        return await super().finish(job_id, attempt, **outcome)
+
+
+async def test_a_crash_after_summarizing_ends_the_attempt_and_a_retry_finishes_it(settings: Settings) -> None:
+    from service.jobs.runner import JobRunner, Outcome
+
+    store = FailingFinishStore(settings.job_db_path)
+    runner = JobRunner(store=store, cache=None, settings=settings, summarize=CountingSummarizer())
+    job, _ = await store.create(Job(id=new_job_id(), request={"text": ARTICLE}))
+    try:
+        claimed = await store.claim_next("w", lease_s=60)
+        assert claimed is not None
+        assert await runner.run_attempt(job.id, 1) is Outcome.RETRY
+        stored = await store.get(job.id)
+        assert stored is not None and stored.status == "queued" and "store hiccup" in stored.error["detail"]
+        again = await store.claim_next("w", lease_s=60)
+        assert again is not None and again.attempts == 2
+        assert await runner.run_attempt(job.id, 2) is Outcome.SUCCEEDED
+    finally:
+        await store.close()
+
+
+class CrashingRunner:
+    """A runner whose first attempt dies with an unexpected error (after the claim, before any record)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.settings, self.attempts = real, real.settings, []
+
+    async def run_attempt(self, job_id: str, attempt: int) -> Any:
+        self.attempts.append(attempt)
+        if attempt == 1:
+            raise RuntimeError("worker bug")
+        return await self.real.run_attempt(job_id, attempt)
+
+
+async def test_a_crashed_attempt_is_not_kept_running_by_lease_renewal(settings: Settings) -> None:
+    from service.jobs.embedded_worker import EmbeddedWorker
+    from service.jobs.runner import JobRunner
+
+    store = SQLiteJobStore(settings.job_db_path)
+    runner = CrashingRunner(JobRunner(store=store, cache=None, settings=settings, summarize=CountingSummarizer()))
+    worker = EmbeddedWorker(store, runner, concurrency=1, lease_s=0.3, poll_s=0.05)  # type: ignore[arg-type]
+    job, _ = await store.create(Job(id=new_job_id(), request={"text": ARTICLE}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and ((stored := await store.get(job.id)) is None or not stored.finished):
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+        await store.close()
+    assert runner.attempts == [1, 2]  # the crashed attempt's lease lapsed and the job ran again
+    assert stored is not None and stored.status == "succeeded"
+
+
 # --- with the real service -----------------------------------------------------------------------
 
 
