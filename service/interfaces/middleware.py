@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 import uuid
@@ -43,33 +45,52 @@ class RequestIdMiddleware:
             REQUEST_ID.reset(token)
 
 
-class BodyLimitMiddleware:
-    """Refuses bodies over `max_bytes` with 413 problem+json, by Content-Length or while streaming."""
+DRAIN_LIMIT_BYTES = 32 * 1024 * 1024
+DRAIN_TIMEOUT_S = 10.0
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class BodyLimitMiddleware:
+    """Refuses bodies over `max_bytes` with 413 problem+json, by Content-Length or while streaming.
+
+    A client that sends its whole body before reading (Python's urllib, curl without
+    `Expect: 100-continue`) is still sending when the 413 is ready; closing then would reset the
+    connection and the client would see "broken pipe" instead of the refusal. So the rest of the
+    body is read and thrown away first, as mature servers do, within a bound (`drain_bytes`,
+    `drain_timeout_s`). A declared body larger than that bound is refused at once.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        *,
+        drain_bytes: int = DRAIN_LIMIT_BYTES,
+        drain_timeout_s: float = DRAIN_TIMEOUT_S,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.drain_bytes = drain_bytes
+        self.drain_timeout_s = drain_timeout_s
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        body = {
-            "type": "urn:citesum:problem:body-too-large",
-            "title": "Request body too large",
-            "status": 413,
-            "detail": f"the request body is over the {self.max_bytes:,}-byte limit (CITESUM_MAX_BODY_BYTES)",
-            "instance": scope.get("path", ""),
-        }
-        payload = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/problem+json"),
-                    (b"content-length", str(len(payload)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        await send_problem(
+            scope, send, 413, "Request body too large",
+            f"the request body is over the {self.max_bytes:,}-byte limit (CITESUM_MAX_BODY_BYTES)",
+            slug="body-too-large",
+        )  # fmt: skip
+
+    async def _drain(self, receive: Receive) -> None:
+        """Read and discard what is left of the body, within the drain bounds."""
+        drained = 0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.drain_timeout_s):
+                while drained <= self.drain_bytes:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return
+                    drained += len(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        return
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,31 +99,45 @@ class BodyLimitMiddleware:
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            # With `Expect: 100-continue` the client waits for us and has sent nothing: answer now.
+            waiting = headers.get(b"expect", b"").lower() == b"100-continue"
+            if not waiting and int(declared) <= self.max_bytes + self.drain_bytes:
+                await self._drain(receive)
             await self._refuse(scope, send)
             return
         received = 0
-        started = False
+        too_large = refused = started = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    too_large = True
+                    if message.get("more_body", False):
+                        await self._drain(receive)
                     raise _BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def refusing_send(message: Message) -> None:
+            nonlocal refused, started
+            if not too_large or started:  # an answer already under way is left alone
+                started = started or message["type"] == "http.response.start"
+                await send(message)
+            elif message["type"] == "http.response.start" and not refused:
+                # The app may turn our exception into an answer of its own (FastAPI makes it a 400
+                # "error parsing the body"): whatever it says, the client gets the 413.
+                refused = True
+                await self._refuse(scope, send)
+            # …and the rest of the app's own answer is dropped.
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, refusing_send)
         except _BodyTooLarge:
-            if not started:
-                await self._refuse(scope, send)
+            pass
+        if too_large and not (refused or started):
+            await self._refuse(scope, send)
 
 
 class _BodyTooLarge(Exception):

@@ -103,7 +103,20 @@ async def test_wrong_content_type_is_415(client: httpx.AsyncClient) -> None:
 
 async def test_oversized_body_is_413(client: httpx.AsyncClient) -> None:
     response = await client.post("/v1/summaries", json={"text": "x" * 300_000})
-    assert "CITESUM_MAX_BODY_BYTES" in assert_problem(response, 413)["detail"]
+    problem = assert_problem(response, 413)
+    assert "CITESUM_MAX_BODY_BYTES" in problem["detail"]
+    assert problem["request_id"] == response.headers["x-request-id"]
+
+
+async def test_oversized_streamed_body_is_413_not_a_parse_error(client: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the cap is hit while reading
+        for _ in range(10):
+            yield b"x" * 65_536
+
+    response = await client.post("/v1/summaries", content=chunks(), headers={"content-type": "application/json"})
+    # Before: FastAPI turned the cap's exception into 400 "There was an error parsing the body".
+    problem = assert_problem(response, 413)
+    assert problem["type"].endswith("body-too-large") and problem["request_id"]
 
 
 async def test_loopback_url_error_says_how_to_allow_it(client: httpx.AsyncClient) -> None:
