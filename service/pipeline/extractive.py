@@ -35,12 +35,31 @@ def content_words(text: str) -> list[str]:
 
 
 def _eligible(sentence: Sentence) -> bool:
-    words = sentence.text.split()
-    if not (MIN_WORDS <= len(words) <= MAX_WORDS):
-        return False
+    return _ineligibility(sentence) is None
+
+
+def _ineligibility(sentence: Sentence) -> str | None:
+    """Why the summarizer never picks `sentence` (None: it may)."""
+    words = len(sentence.text.split())
+    if words < MIN_WORDS:
+        return f"shorter than {MIN_WORDS} words"
+    if words > MAX_WORDS:
+        return f"longer than {MAX_WORDS} words"
     if sentence.text.rstrip()[-1:] not in ".!?\"'”’)":
-        return False  # headings, captions and fragments carry no full statement
-    return not sentence.text.endswith("?")
+        return "without end punctuation"  # headings, captions and fragments carry no full statement
+    return "a question" if sentence.text.endswith("?") else None
+
+
+def why_none_usable(sentences: list[Sentence]) -> str:
+    """Why no sentence can be picked, counted by reason: the message for a refusal."""
+    reasons = Counter(_ineligibility(s) or "without content words" for s in sentences)
+    found = ", ".join(f"{count} {reason}" for reason, count in reasons.most_common())
+    return (
+        f"no sentence of the article can be quoted in a summary: of its {len(sentences)} sentence"
+        f"{'s' if len(sentences) != 1 else ''}, {found}. The embedded summarizer quotes whole sentences of"
+        f" {MIN_WORDS}-{MAX_WORDS} words that end in '.' or '!'; text without sentence punctuation (a"
+        " transcript, a list, lower-case notes) cannot be summarized this way"
+    )
 
 
 def _similarity(a: Counter[str], b: Counter[str], a_total: int, b_total: int) -> float:

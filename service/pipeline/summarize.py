@@ -27,7 +27,7 @@ from service.core.schema import (
 )
 from service.pipeline.chunking import chunk_budget, chunk_sentences, sentence_tokens
 from service.pipeline.extractive import MODEL_NAME as EXTRACTIVE_MODEL
-from service.pipeline.extractive import select_excerpt, summarize_extractive
+from service.pipeline.extractive import select_excerpt, summarize_extractive, why_none_usable
 from service.pipeline.ingest import ingest
 from service.pipeline.judge import JudgeCost, judge_verifications
 from service.pipeline.language import check_language
@@ -291,6 +291,8 @@ class ExtractiveDrafter:
         on_draft: OnDraft | None = None,
     ) -> tuple[list[Draft], int]:
         picked = await run_cpu_bound(len(document.text), summarize_extractive, sentences, max_sentences, document.title)
+        if not picked:  # nothing to verify: say why, rather than blame verification for an empty summary
+            raise UnprocessableArticle(why_none_usable(sentences), sentences=len(sentences))
         if progress:
             progress(1, 1)
         drafts = [Draft(s.text, [s.id]) for s in picked]

@@ -11,7 +11,7 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 from service.core.config import Settings
-from service.core.errors import LLMTimeout
+from service.core.errors import LLMTimeout, UnprocessableArticle
 from service.core.schema import SummaryRequest, SummaryResponse
 from service.pipeline.boilerplate import clean_text
 from service.pipeline.chunking import sentence_tokens
@@ -63,6 +63,20 @@ async def test_embedded_default_gives_three_supported_cited_sentences(seed_text:
     assert_citations_exact(response)
     noise = ("please wait", "No media source", "0:00", "Luxmoore", "file photo")
     assert not any(n in s.text for s in response.summary for n in noise)
+
+
+async def test_embedded_default_refuses_an_article_with_no_quotable_sentence_naming_why() -> None:
+    """No end punctuation, all lower case: nothing can be drafted. Before, the answer was 200 with an
+    empty summary and no dropped sentence, which the CLI and the page blamed on verification."""
+    notes = (
+        "the council met on tuesday to discuss the new budget and the members agreed to postpone the vote "
+        "until next month because several of them were absent and the mayor said she would call another meeting"
+    )
+    with pytest.raises(UnprocessableArticle) as raised:
+        await summarize_request(SummaryRequest(text=notes), settings=Settings())
+    assert raised.value.status == 422
+    assert "no sentence of the article can be quoted" in raised.value.message
+    assert "1 without end punctuation" in raised.value.message
 
 
 async def test_embedded_default_is_deterministic(seed_text: str) -> None:
