@@ -389,7 +389,8 @@ async def _read_capped(response: httpx.Response, url: str, cap: int) -> bytes:
     return b"".join(chunks)
 
 
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.I)
+# "<" ends the tag too: with [^>]+ every "<meta" of a tag-less run scanned to the end (quadratic).
+_META_CHARSET = re.compile(rb"""<meta[^<>]+charset\s*=\s*["']?([\w.:-]+)""", re.I)
 
 
 def _known_codec(name: str | None) -> str | None:

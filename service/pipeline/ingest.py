@@ -57,6 +57,9 @@ async def ingest(request: SummaryRequest, settings: Settings) -> Document:
         return await asyncio.to_thread(_document, request.html, "html", settings, is_html=True)
     if request.url is not None:
         page = await fetch_url(str(request.url), settings)
+        # A fetched page gets the same early refusal as pasted text: CITESUM_FETCH_MAX_BYTES (5 MB)
+        # allows pages whose cleaning alone would take tens of seconds before the cap said no.
+        _refuse_huge(page.text, f"page at {page.url}", settings)
         return await asyncio.to_thread(
             _document, page.text, "url", settings, is_html=page.content_type in HTML_TYPES, url=page.url
         )

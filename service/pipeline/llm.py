@@ -49,7 +49,9 @@ log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = {408, 409, 429}
 CHAT_COMPLETIONS_PATH = "/chat/completions"
-_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.S)
+# The opening fence only: a closing one is cut with str methods, since `\s*```$` tried from every
+# space of a long run of them (quadratic in the run).
+_OPENING_FENCE = re.compile(r"^```(?:json)?\s*")
 
 
 @dataclass
@@ -163,7 +165,9 @@ def parse_json_reply(content: str | None, validate: Callable[[dict[str, Any]], N
     """Parse the model's reply as a JSON object (tolerating a Markdown fence) and validate it."""
     if not content or not content.strip():
         raise InvalidOutput("the reply was empty")
-    text = _FENCE.sub("", content.strip())
+    text = _OPENING_FENCE.sub("", content.strip(), count=1)
+    if text.endswith("```"):
+        text = text[:-3].rstrip()
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -383,6 +383,18 @@ async def test_raw_input_far_over_the_cap_is_refused_before_cleaning() -> None:
         await ingest(SummaryRequest(text="word " * 200), _settings(max_article_chars=100))
 
 
+async def test_fetched_page_far_over_the_cap_is_refused_before_cleaning(
+    httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19: a 4.9 MB page cost 36 s of cleaning before its 413; text and html never did."""
+    cleaned: list[str] = []
+    monkeypatch.setattr("service.pipeline.ingest.clean_text", lambda raw: cleaned.append(raw) or ("", None))
+    httpx_mock.add_response(url="https://news.example/huge.txt", text="word " * 200)
+    with pytest.raises(ArticleTooLong, match=r"the page at https://news.example/huge.txt is 1,000 characters; at most 400"):
+        await ingest(SummaryRequest(url="https://news.example/huge.txt"), _settings(max_article_chars=100))
+    assert cleaned == []
+
+
 async def test_ingest_url_reports_the_final_url(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(url="https://news.example/short", status_code=301, headers={"Location": "/halvik"})
     httpx_mock.add_response(url="https://news.example/halvik", html=PAGE_HTML)
