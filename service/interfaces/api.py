@@ -24,6 +24,7 @@ from service.interfaces.auth import AccessMiddleware
 from service.interfaces.middleware import BodyLimitMiddleware, InflightLimitMiddleware, RequestIdMiddleware
 from service.interfaces.problems import install_problem_handlers
 from service.jobs.cache import cached_summarize
+from service.pipeline.extractive import MODEL_NAME as EXTRACTIVE_MODEL
 from service.pipeline.llm import LLMClient
 from service.pipeline.prompts import available_prompts, load_prompt
 from service.pipeline.summarize import summarize_request
@@ -175,7 +176,7 @@ def create_app(settings: Settings | None = None, llm: LLMClient | None = None) -
 
     @app.get("/readyz", tags=["ops"])
     async def readyz(request: Request, settings: SettingsDep, llm: LLMClientDep) -> JSONResponse:
-        """Readiness: prompts load, the summarizer is chosen, and the job store (SQLite, or Redis) answers."""
+        """Readiness: prompts load, the job store (SQLite, or Redis) answers, and a configured model server is reachable with its circuit breaker closed."""
         checks: dict[str, str] = {}
         try:
             for name in available_prompts():
@@ -191,11 +192,13 @@ def create_app(settings: Settings | None = None, llm: LLMClient | None = None) -
                 checks["job_store"] = "ok"
             except Exception as exc:  # accepted work must be storable before traffic is sent here
                 checks["job_store"] = f"error: {type(exc).__name__}: {str(exc)[:200]}"
+        if llm is not None:  # the breaker's state, or one short GET /models: is the model server there?
+            checks["model"] = await llm.probe()
         ready = all(v == "ok" for v in checks.values())
         body = {
             "status": "ready" if ready else "not ready",
             "provider": "openai-compatible" if llm is not None else "embedded",
-            "model": llm.model if llm is not None else "extractive",
+            "model": llm.model if llm is not None else EXTRACTIVE_MODEL,
             "jobs": jobs.mode if jobs is not None else None,
             "checks": checks,
             "pid": os.getpid(),  # which worker process answered (`serve --workers N`)

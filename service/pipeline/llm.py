@@ -296,6 +296,7 @@ class LLMClient:
             raise LLMUnavailable(
                 f"could not reach the model server at {self.base_url} after {attempts} attempts: {exc}",
                 attempts=attempts,
+                retry_after=s.llm_backoff_max_s,  # nothing said when it is back: suggest our longest backoff
             ) from exc
         except openai.APIStatusError as exc:
             if _is_transport_failure(exc):
@@ -380,7 +381,7 @@ class LLMClient:
                         f"the model's streamed answer went wrong after sentences were sent: {last_error}",
                         attempts=attempts,
                     ) from None
-                log.warning("llm reply invalid (re-ask %d): %s", reask, last_error)
+                log.warning("llm reply invalid (re-ask %d): %s; the reply began: %r", reask, last_error, _short(content, 160))
                 metrics.LLM_REASKS.inc()
                 conversation = [
                     *messages,
@@ -394,9 +395,27 @@ class LLMClient:
                 continue
             return LLMResult(data, prompt_tokens, completion_tokens, attempts, reask, self.model)
         raise LLMBadOutput(
-            f"the model's answer was not valid after {self.settings.llm_reask_attempts + 1} tries: {last_error}",
+            f"the model's answer was not valid after {self.settings.llm_reask_attempts + 1} tries: {last_error}. "
+            + _what_to_try(self.model, self.structured_output),
             attempts=attempts,
         )
+
+    async def probe(self, timeout_s: float = 2.0) -> str:
+        """For /readyz: "ok", or "error: ..." when the breaker is open or the server cannot be reached.
+
+        GET /models, which OpenAI, vLLM, Ollama and llama.cpp serve; any HTTP answer counts as reachable.
+        """
+        import openai
+
+        if self.breaker.state == "open":
+            return f"error: circuit breaker open after {self.breaker.failures} failures in a row (model server at {self.base_url})"
+        try:
+            await self.client.with_options(timeout=timeout_s).get("/models", cast_to=httpx.Response)
+        except openai.APIStatusError:
+            return "ok"
+        except openai.APIConnectionError as exc:
+            return f"error: unreachable: {self.base_url}: {_short(exc.__cause__ or exc, 160)}"
+        return "ok"
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -420,6 +439,16 @@ def _reply_content(completion: dict[str, Any]) -> str | None:
     message = choices[0].get("message")
     content = message.get("content") if isinstance(message, dict) else None
     return content if isinstance(content, str) else None
+
+
+def _what_to_try(model: str, mode: str) -> str:
+    """What a user can change when a model keeps answering in something other than the JSON asked for."""
+    modes = "json_schema" if mode != "json_schema" else "json_object"
+    return (
+        f"The model {model!r} (asked with response format {mode!r}) does not seem to follow the JSON format: "
+        f"try CITESUM_STRUCTURED_OUTPUT={modes} if your server supports it, another model (CITESUM_MODEL), "
+        "or the embedded summarizer (CITESUM_PROVIDER=embedded)"
+    )
 
 
 def _after_sent(sink: ReplySink | None, attempts: int) -> str:

@@ -206,3 +206,42 @@ async def test_what_startup_loaded_is_frozen_out_of_the_cycle_collector_while_se
         assert gc.get_freeze_count() > 10_000
         assert all(obj is not app for obj in gc.get_objects())  # the collector's generations skip it
     assert gc.get_freeze_count() == 0  # handed back at shutdown
+
+
+async def test_readiness_reports_a_model_server_that_cannot_be_reached(
+    httpx_mock: HTTPXMock, llm_settings: Settings, tmp_path
+) -> None:
+    models_url = CHAT_URL.replace("/chat/completions", "/models")
+    httpx_mock.add_response(url=models_url, json={"object": "list", "data": [{"id": "gpt-4o-mini"}]})
+    httpx_mock.add_exception(httpx.ConnectError("connection refused"), url=models_url)
+    settings = llm_settings.model_copy(update={"job_db_path": str(tmp_path / "jobs.sqlite3")})
+    llm = LLMClient(settings)
+    app = create_app(settings, llm=llm)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app), base_url="http://t"
+    ) as c:
+        up = await c.get("/readyz")
+        down = await c.get("/readyz")
+    await llm.aclose()
+    assert up.status_code == 200 and up.json()["checks"]["model"] == "ok", up.text
+    assert down.status_code == 503 and down.json()["status"] == "not ready"
+    assert down.json()["checks"]["model"].startswith("error: unreachable") and "llm.test" in down.json()["checks"]["model"]
+
+
+async def test_readiness_names_the_embedded_model_as_responses_do(client: httpx.AsyncClient, seed_text: str) -> None:
+    ready = (await client.get("/readyz")).json()
+    summary = (await client.post("/v1/summaries", json={"text": seed_text})).json()
+    assert ready["model"] == summary["model"] == "extractive-centroid-v1"
+
+
+async def test_an_unreachable_model_server_is_503_with_retry_after(
+    httpx_mock: HTTPXMock, llm_settings: Settings, seed_text: str
+) -> None:
+    for _ in range(llm_settings.llm_max_attempts):
+        httpx_mock.add_exception(httpx.ConnectError("connection refused"), url=CHAT_URL)
+    client, llm = await llm_client(llm_settings)
+    async with client:
+        response = await client.post("/v1/summaries", json={"text": seed_text})
+    await llm.aclose()
+    assert assert_problem(response, 503)["type"].endswith("llm-unavailable")
+    assert int(response.headers["retry-after"]) >= 1

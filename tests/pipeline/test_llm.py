@@ -278,3 +278,49 @@ async def test_an_invalid_streamed_reply_before_any_sentence_is_reasked(httpx_mo
     items: list[dict] = []
     result = await ask(llm_settings, sink=SentenceStream(items.append))
     assert result.reasks == 1 and len(items) == 2
+
+
+async def test_a_model_that_ignores_the_json_format_is_told_what_to_try(
+    httpx_mock: HTTPXMock, llm_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    prose = "Sure! Here is a summary of the article. " * 40  # ~1,600 characters, no JSON at all
+    for _ in range(llm_settings.llm_reask_attempts + 1):
+        httpx_mock.add_response(url=CHAT_URL, json=chat_completion(prose))
+    with caplog.at_level("WARNING", logger="service.pipeline.llm"), pytest.raises(LLMBadOutput) as caught:
+        await ask(llm_settings)
+    message = caught.value.message
+    assert "not JSON" in message
+    # What to try: the structured-output mode it was asked in and the other one, another model, the embedded summarizer.
+    assert "CITESUM_STRUCTURED_OUTPUT" in message and "json_schema" in message
+    assert "CITESUM_MODEL" in message and "CITESUM_PROVIDER=embedded" in message
+    # The start of the offending reply is logged at warning, truncated.
+    invalid = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "reply began" in r.getMessage()]
+    assert invalid and all("Sure! Here is a summary" in line for line in invalid)
+    assert all(len(line) < 500 for line in invalid)
+
+
+async def test_a_model_server_that_cannot_be_reached_is_503_with_retry_after(
+    httpx_mock: HTTPXMock, llm_settings: Settings
+) -> None:
+    for _ in range(llm_settings.llm_max_attempts):
+        httpx_mock.add_exception(httpx.ConnectError("connection refused"), url=CHAT_URL)
+    with pytest.raises(LLMUnavailable) as caught:
+        await ask(llm_settings)
+    assert caught.value.status == 503 and caught.value.retry_after == llm_settings.llm_backoff_max_s
+
+
+async def test_probe_says_whether_the_model_server_answers(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    models_url = CHAT_URL.replace("/chat/completions", "/models")
+    httpx_mock.add_response(url=models_url, json={"object": "list", "data": []})
+    httpx_mock.add_exception(httpx.ConnectError("connection refused"), url=models_url)
+    client = LLMClient(llm_settings)
+    try:
+        assert await client.probe() == "ok"
+        assert (await client.probe()).startswith("error: unreachable")
+        for _ in range(llm_settings.breaker_failure_threshold):  # the breaker opens: no request is made
+            client.breaker.failures += 1
+        client.breaker.opened_at, client.breaker.state = time.monotonic(), "open"
+        assert (await client.probe()).startswith("error: circuit breaker open")
+    finally:
+        await client.aclose()
+    assert len(httpx_mock.get_requests()) == 2
