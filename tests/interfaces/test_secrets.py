@@ -40,6 +40,7 @@ async def test_no_secret_leaks_on_success_or_error_paths(
 
     httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited(("Lukashenko met Putin.", ["s1"]))))
     httpx_mock.add_response(url=CHAT_URL, status_code=500, json={"error": {"message": "boom"}}, is_reusable=True)
+    httpx_mock.add_response(url=f"{LLM_BASE_URL}/models", json={"object": "list", "data": []})  # /readyz's probe
     llm = LLMClient(settings)
     app = create_app(settings, llm=llm)
     auth = {"Authorization": f"Bearer {KEY}"}
