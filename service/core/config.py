@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     # or a request sent on a connection just as the server closes it fails (seen under load at 5 s).
     http_keep_alive_s: float = Field(default=65.0, gt=0)
     """Idle keep-alive before `serve` closes a connection (kept above clients' idle expiry)."""
+    http_max_header_bytes: int = Field(default=65_536, ge=1_024)
+    """Largest request line plus headers `serve` reads (431 and closed past it)."""
+    http_header_timeout_s: float = Field(default=10.0, gt=0)
+    """Time a client has to send a request's headers (408 and closed past it)."""
+    http_max_connections: int = Field(default=1_000, ge=1)
+    """Open connections per `serve` process; a new one past it gets 503 and is closed (keep under `ulimit -n`)."""
     language_check: bool = True  # refuse articles that are not English with 422 (docs/operations.md)
     """Refuse non-English articles with 422 (the verifier and extractive ranker are English-tuned)."""
 

@@ -142,6 +142,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     log.info("serving on %s:%d with %d worker process%s", host, port, workers, "" if workers == 1 else "es")
+    from service.interfaces.bounded_http import BoundedHttpToolsProtocol  # only `serve` needs uvicorn's protocols
     run_server(
         "service.interfaces.cli:serving_app",
         workers=workers,
@@ -150,6 +151,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
         log_config=None,  # keep configure_logging's one handler (JSON by default)
         timeout_keep_alive=settings.http_keep_alive_s,
+        # uvicorn's httptools protocol plus header size/time and connection caps (bounded_http.py)
+        http=BoundedHttpToolsProtocol,
     )
     return 0
 
