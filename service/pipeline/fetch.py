@@ -12,7 +12,12 @@ network (server-side request forgery). Three checks, each on every redirect hop:
    cannot redirect the connection. TLS still verifies the certificate against the host name,
    because httpcore starts TLS on the returned stream with the URL's host as the server name;
 3. the response: status < 300, an HTML or plain-text media type, at most `fetch_max_bytes`
-   (streamed, so a bigger body is never held), the whole fetch inside `fetch_timeout_s`.
+   (streamed, so a bigger body is never held), the whole fetch inside `fetch_timeout_s`. The body is
+   decompressed here, not by httpx, one bounded step at a time, so no compressed chunk can expand
+   past the cap (a 1.8 KB `gzip, gzip` body once became 1 GB); stacked or unknown content codings
+   are refused. A declared charset that cannot decode text (rot13, base64, idna ...) is ignored.
+
+Refusals name what the user gave (a host, a literal address) but never what DNS answered for it.
 
 `CITESUM_FETCH_ALLOW_PRIVATE=true` lifts the address checks (for a trusted intranet or tests).
 """
@@ -26,6 +31,7 @@ import ipaddress
 import re
 import socket
 import ssl
+import zlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -226,7 +232,9 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
             # since which one a client would use is not ours to predict.
             for address in addresses:
                 if why := address_refusal(address):
-                    shown = f"{address} is {why}" if str(address) == host else f"{host} resolves to {address}, {why}"
+                    # What DNS answered is the operator's business, not the caller's: a name is
+                    # refused as "not a public address" without saying which address or network.
+                    shown = f"{address} is {why}" if str(address) == host else f"{host} is not a public address"
                     raise URLNotAllowed(shown, reason=shown)
         # Try each checked address in turn; the last failure is the one reported.
         for address in addresses[:-1]:
@@ -304,6 +312,8 @@ async def _fetch(url: str, settings: Settings, transport: PinnedTransport) -> Fe
     headers = {
         "User-Agent": settings.fetch_user_agent,
         "Accept": "text/html,application/xhtml+xml,text/plain;q=0.9",
+        # Only the codings _BoundedDecoder handles (httpx would add br/zstd when their packages are installed).
+        "Accept-Encoding": "gzip, deflate",
     }
     async with httpx.AsyncClient(
         transport=transport,
@@ -321,7 +331,12 @@ async def _fetch(url: str, settings: Settings, transport: PinnedTransport) -> Fe
                         next_url = str(response.url.join(location))
                     except httpx.InvalidURL as exc:
                         raise FetchFailed(f"{response.url} redirected to an invalid URL {location!r}") from exc
-                    target = check_url(next_url, allow_private=allow)
+                    try:
+                        target = check_url(next_url, allow_private=allow)
+                    except URLNotAllowed:
+                        raise
+                    except InvalidInput as exc:  # a malformed Location is the site's fault, not the caller's
+                        raise FetchFailed(f"{response.url} redirected to an invalid URL: {exc.message}") from exc
                     continue
                 return await _read_page(response, settings)
     raise FetchFailed(
@@ -346,6 +361,10 @@ class _stream:
             raise FetchFailed(f"fetching {self._url} timed out ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
             raise FetchFailed(f"could not fetch {self._url}: {exc or type(exc).__name__}") from exc
+        except httpx.InvalidURL as exc:
+            # httpx builds the next request from a redirect's Location even when it does not follow
+            # it, and a Location it cannot parse ("http:127.0.0.1/x") raises InvalidURL, no HTTPError.
+            raise FetchFailed(f"{self._url} redirected to an invalid URL: {exc}") from exc
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._context.__aexit__(*exc_info)
@@ -373,15 +392,18 @@ async def _read_capped(response: httpx.Response, url: str, cap: int) -> bytes:
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap:
         raise ArticleTooLong(f"{too_long}: it declares {int(declared):,}", limit=cap)
+    decoder = _BoundedDecoder.for_response(response, url)
     chunks: list[bytes] = []
     size = 0
     try:
-        # Counted after decompression, so a small gzip bomb cannot grow past the cap either.
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > cap:
-                raise ArticleTooLong(too_long, limit=cap)
-            chunks.append(chunk)
+        # Raw bytes, decompressed here at most (room left + 1) bytes at a time: counted after
+        # decompression, and no chunk of a compression bomb is ever expanded past the cap.
+        async for raw in response.aiter_raw():
+            for chunk in decoder.decode(raw, cap - size + 1):
+                size += len(chunk)
+                if size > cap:
+                    raise ArticleTooLong(too_long, limit=cap)
+                chunks.append(chunk)
     except httpx.TimeoutException as exc:
         raise FetchFailed(f"reading {url} timed out") from exc
     except httpx.HTTPError as exc:
@@ -389,21 +411,96 @@ async def _read_capped(response: httpx.Response, url: str, cap: int) -> bytes:
     return b"".join(chunks)
 
 
-# "<" ends the tag too: with [^>]+ every "<meta" of a tag-less run scanned to the end (quadratic).
+class _BoundedDecoder:
+    """One content coding (identity, gzip or deflate) decoded with a bound on each step's output."""
+
+    _WBITS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
+
+    def __init__(self, coding: str, url: str) -> None:
+        self.coding = coding
+        self.url = url
+        self._zlib = zlib.decompressobj(self._WBITS[coding]) if coding != "identity" else None
+        self._started = False
+
+    @classmethod
+    def for_response(cls, response: httpx.Response, url: str) -> _BoundedDecoder:
+        """The decoder for the response's Content-Encoding; one coding at most, and a known one."""
+        codings = [
+            coding.strip().lower()
+            for coding in response.headers.get_list("content-encoding", split_commas=True)
+            if coding.strip().lower() not in ("", "identity")
+        ]
+        if len(codings) > 1:
+            raise UnsupportedContent(
+                f"{url} is compressed more than once (Content-Encoding: {', '.join(codings)}); one of gzip"
+                " or deflate at most is read"
+            )
+        if codings and codings[0] not in cls._WBITS:
+            raise UnsupportedContent(
+                f"{url} uses the content coding {codings[0]!r}; only gzip and deflate are read"
+            )
+        return cls(codings[0] if codings else "identity", url)
+
+    def decode(self, data: bytes, room: int) -> list[bytes]:
+        """Decode `data`, each piece at most `room` bytes; the caller stops once a piece overflows."""
+        if self._zlib is None:
+            return [data] if data else []
+        pieces: list[bytes] = []
+        try:
+            while data:
+                if not self._started and self.coding == "deflate":
+                    self._started = True
+                    try:  # "deflate" is zlib-wrapped by the standard, but raw deflate is common too
+                        zlib.decompressobj(self._WBITS["deflate"]).decompress(data[:2])
+                    except zlib.error:
+                        self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+                piece = self._zlib.decompress(data, room)
+                if piece:
+                    pieces.append(piece)
+                    if len(piece) >= room:
+                        return pieces  # the cap is reached: the caller refuses the page
+                data = self._zlib.unconsumed_tail
+                if self._zlib.eof:
+                    data = self._zlib.unused_data
+                    if data and self.coding != "deflate":  # gzip may hold several members in a row
+                        self._zlib = zlib.decompressobj(self._WBITS[self.coding])
+                    else:
+                        return pieces  # whatever follows a deflate stream's end is not the page
+        except zlib.error as exc:
+            raise FetchFailed(f"could not decompress {self.url} ({self.coding}): {exc}") from exc
+        return pieces
+
+
 _META_CHARSET = re.compile(rb"""<meta[^<>]+charset\s*=\s*["']?([\w.:-]+)""", re.I)
 
 
-def _known_codec(name: str | None) -> str | None:
+def _known_codec(name: str | bytes | None) -> str | None:
+    """The codec `name` names, if it is one that decodes bytes into text (not rot13, base64 ...)."""
     if not name:
         return None
     try:
-        return codecs.lookup(name.decode("ascii", "ignore") if isinstance(name, bytes) else name).name
-    except LookupError:
+        codec = codecs.lookup(name.decode("ascii", "ignore") if isinstance(name, bytes) else name).name
+        b"".decode(codec)  # bytes.decode refuses the codecs that are not text encodings
+    except (LookupError, ValueError, UnicodeError):  # ValueError: a NUL in the name
+        return None
+    return codec
+
+
+def _decoded(body: bytes, codec: str | None) -> str | None:
+    """`body` decoded with `codec` (bad bytes replaced), or None when the codec cannot do it at all
+    (undefined, idna and punycode refuse the "replace" handler or most bytes)."""
+    if codec is None:
+        return None
+    try:
+        return body.decode(codec, errors="replace")
+    except (UnicodeError, LookupError, ValueError):
         return None
 
 
 def decode_body(body: bytes, declared: str | None, media_type: str) -> str:
-    """Decode with the declared charset, else a BOM or <meta charset>, else UTF-8, else a detected one."""
+    """Decode with the declared charset, else a BOM or <meta charset>, else UTF-8, else a detected one.
+
+    A declared or meta charset that cannot decode the page is passed over, as browsers do."""
     for bom, codec in (
         (codecs.BOM_UTF8, "utf-8-sig"),
         (codecs.BOM_UTF16_LE, "utf-16"),
@@ -411,13 +508,14 @@ def decode_body(body: bytes, declared: str | None, media_type: str) -> str:
     ):
         if body.startswith(bom):
             return body.decode(codec, errors="replace")
-    encoding = _known_codec(declared)
-    if encoding is None and media_type in HTML_TYPES and (match := _META_CHARSET.search(body[:4096])):
-        encoding = _known_codec(match.group(1))
-    if encoding is None:
-        try:
-            return body.decode("utf-8")
-        except UnicodeDecodeError:
-            guess = charset_normalizer.from_bytes(body[:200_000]).best()
-            encoding = _known_codec(guess.encoding if guess else None) or "cp1252"
-    return body.decode(encoding, errors="replace")
+    if (text := _decoded(body, _known_codec(declared))) is not None:
+        return text
+    meta = _META_CHARSET.search(body[:4096]) if media_type in HTML_TYPES else None
+    if meta and (text := _decoded(body, _known_codec(meta.group(1)))) is not None:
+        return text
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        guess = charset_normalizer.from_bytes(body[:200_000]).best()
+        text = _decoded(body, _known_codec(guess.encoding if guess else None))
+        return text if text is not None else body.decode("cp1252", errors="replace")
