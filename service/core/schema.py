@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 Verdict = Literal["supported", "unsupported"]
 PolicyName = Literal["drop", "flag", "repair"]
@@ -76,6 +77,10 @@ class DocumentInfo(BaseModel):
     sentences: list[Sentence] | None = None
 
 
+# Half of a UTF-16 pair on its own: valid in a JSON string escape, never in UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class SummaryRequest(BaseModel):
     """POST /v1/summaries body: exactly one of text, html or url."""
 
@@ -87,6 +92,18 @@ class SummaryRequest(BaseModel):
     max_sentences: int | None = Field(default=None, ge=1, le=30)
     policy: PolicyName | None = None
     include_sentences: bool = Field(default=False, description="Return every source sentence with offsets.")
+
+    @field_validator("text", "html")
+    @classmethod
+    def _no_lone_surrogates(cls, value: str | None) -> str | None:
+        # JSON may spell one ("\ud800"); no UTF-8 encodes it, so the cache key and the request
+        # fingerprint (and every later .encode) would fail with a 500 instead of this 422.
+        if value is not None and (found := _SURROGATE.search(value)):
+            raise ValueError(
+                f"is not valid Unicode text: a lone UTF-16 surrogate (U+{ord(found.group()):04X}) at character"
+                f" {found.start():,}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _exactly_one_input(self) -> SummaryRequest:

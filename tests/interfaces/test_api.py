@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 from collections.abc import AsyncIterator
 
 import httpx
@@ -89,6 +90,18 @@ async def test_html_input(client: httpx.AsyncClient, seed_text: str) -> None:
 )
 async def test_bad_input_is_a_clear_4xx(client: httpx.AsyncClient, payload: dict, status: int) -> None:
     assert_problem(await client.post("/v1/summaries", json=payload), status)
+
+
+@pytest.mark.parametrize("field", ["text", "html"])
+@pytest.mark.parametrize("route", ["/v1/summaries", "/v1/summaries?mode=async", "/v1/jobs"])
+async def test_a_lone_surrogate_is_422_on_every_summary_route(
+    client: httpx.AsyncClient, seed_text: str, field: str, route: str
+) -> None:
+    """Issue 19: "\\ud800" is valid JSON, but no UTF-8 encodes it: the cache key's .encode gave a 500."""
+    body = json.dumps({field: seed_text[:2000] + " \ud800 tail"})  # ASCII JSON, with the escape "\\ud800"
+    response = await client.post(route, content=body.encode(), headers={"content-type": "application/json"})
+    problem = assert_problem(response, 422)
+    assert "lone UTF-16 surrogate (U+D800)" in json.dumps(problem)
 
 
 async def test_invalid_json_is_400(client: httpx.AsyncClient) -> None:
