@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import BackgroundTasks, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import EventSourceResponse, JSONResponse
 from pydantic import ConfigDict, Field
 
 from service import __version__
@@ -19,7 +19,7 @@ from service.core.config import Settings, get_settings
 from service.core.errors import UnsupportedContent
 from service.core.metrics import MetricsMiddleware, metrics_endpoint
 from service.core.schema import SummaryRequest, SummaryResponse
-from service.interfaces import jobs_api, slack, web
+from service.interfaces import jobs_api, slack, sse, web
 from service.interfaces.auth import AccessMiddleware
 from service.interfaces.middleware import BodyLimitMiddleware, InflightLimitMiddleware, RequestIdMiddleware
 from service.interfaces.problems import install_problem_handlers
@@ -133,16 +133,18 @@ def create_app(settings: Settings | None = None, llm: LLMClient | None = None) -
     @app.post(
         "/v1/summaries",
         response_model=SummaryResponse,
-        responses=ERROR_RESPONSES,
+        responses={**ERROR_RESPONSES, 200: {"content": {sse.EVENT_STREAM: sse.SSE_OPENAPI}}},
         dependencies=[Depends(require_json)],
         tags=["summaries"],
     )
     async def create_summary(
         request: Request, body: SummariesBody, settings: SettingsDep, llm: LLMClientDep, background: BackgroundTasks
-    ) -> SummaryResponse | JSONResponse:
+    ) -> SummaryResponse | JSONResponse | EventSourceResponse:
         """Summarize text, HTML or a URL; every sentence cited and verified.
 
         With `Prefer: respond-async`, `"async": true` or a `callback_url`, answer 202 and run it as a job.
+        With `Accept: text/event-stream`, answer Server-Sent Events: each sentence as soon as it is
+        verified (`sentence`, `dropped`, `progress`), then `done` with this JSON response, or `error`.
         """
         if body.async_ or body.callback_url is not None or jobs_api.wants_async(request, body):
             return await jobs_api.accept_async_summary(request, body)
@@ -153,6 +155,10 @@ def create_app(settings: Settings | None = None, llm: LLMClient | None = None) -
             **{name: getattr(body, name) for name in SUMMARY_REQUEST_FIELDS},
         )
         jobs = getattr(request.app.state, "jobs", None)  # set by the jobs router's lifespan
+        if sse.wants_event_stream(request):
+            return await sse.stream_summary(
+                request, plain, settings=settings, llm=llm, cache=jobs.cache if jobs else None
+            )
         response, hit = await cached_summarize(
             plain,
             settings=settings,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from typing import Any
@@ -41,6 +42,17 @@ def problem_response(
     if extra:
         body.update(extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def problem_body(exc: Exception, request: Request | None = None) -> dict[str, Any]:
+    """The problem+json object for `exc` (what its handler below would answer), e.g. for an SSE `error` event."""
+    if isinstance(exc, SummaryError):
+        status, title, detail, slug = exc.status, exc.title, exc.message, exc.type_slug
+    else:
+        log.error("unexpected error", exc_info=exc)
+        status, title, slug = 500, "Internal error", "internal"
+        detail = "an unexpected error occurred; quote the request id when reporting it"
+    return json.loads(problem_response(status, title, detail, slug=slug, request=request).body)
 
 
 def _validation_detail(exc: RequestValidationError) -> tuple[int, str, list[dict[str, Any]]]:

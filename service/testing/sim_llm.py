@@ -169,17 +169,20 @@ class SimState:
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
         self.calls: list[dict[str, Any]] = []
+        self.arrivals = 0  # requests received since the last reset (a call is logged when it ends)
         self._seen: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def reset(self) -> None:
         with self._lock:
             self.calls = []
+            self.arrivals = 0
             self._seen = Counter()
 
     def next_attempt(self, key: str) -> int:
         """How many times this exact prompt was asked before (so a retry draws afresh)."""
         with self._lock:
+            self.arrivals += 1
             n = self._seen[key]
             self._seen[key] += 1
             return n
