@@ -132,10 +132,8 @@ class BodyLimitMiddleware:
                 await self._refuse(scope, send)
             # …and the rest of the app's own answer is dropped.
 
-        try:
+        with contextlib.suppress(_BodyTooLarge):
             await self.app(scope, limited_receive, refusing_send)
-        except _BodyTooLarge:
-            pass
         if too_large and not (refused or started):
             await self._refuse(scope, send)
 
