@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import BackgroundTasks, Depends, FastAPI, Request
 from fastapi.responses import EventSourceResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import ConfigDict, Field
 
 from service import __version__
@@ -111,7 +112,9 @@ def create_app(settings: Settings | None = None, llm: LLMClient | None = None) -
         if owned is not None:
             await owned.aclose()
 
-    app = FastAPI(
+    # FastAPIOffline: FastAPI whose /docs and /redoc load Swagger UI and ReDoc from files shipped in
+    # the fastapi-offline package (mounted at /static-offline-docs), not from a CDN: they work offline.
+    app = FastAPIOffline(
         title="citesum",
         version=__version__,
         summary="Cited, verified summaries of news articles.",

@@ -258,3 +258,17 @@ async def test_an_unreachable_model_server_is_503_with_retry_after(
     await llm.aclose()
     assert assert_problem(response, 503)["type"].endswith("llm-unavailable")
     assert int(response.headers["retry-after"]) >= 1
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_the_api_docs_pages_load_nothing_from_other_hosts(client: httpx.AsyncClient, page: str) -> None:
+    import re
+
+    html = await client.get(page)
+    assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+    assets = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html.text)
+    assert assets and not [url for url in assets if "//" in url]  # no CDN, no Google fonts: works offline
+    for url in assets:
+        asset = await client.get(url)
+        assert asset.status_code == 200 and len(asset.content) > 0, url
+    assert "/openapi.json" in html.text
