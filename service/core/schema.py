@@ -30,6 +30,7 @@ class Document(BaseModel):
     source_url: str | None = None
     content_type: Literal["text", "html", "url"] = "text"
     language: str | None = None
+    notes: list[str] = Field(default_factory=list, description="What ingestion did that the caller should know.")
 
 
 class Citation(BaseModel):
@@ -131,4 +132,9 @@ class SummaryResponse(BaseModel):
         description="When the article was condensed to fit CITESUM_PROMPT_TOKEN_BUDGET: the ids of the source"
         " sentences the model was shown (citations and verification still use the whole article); null when it"
         " was shown every sentence.",
+    )
+    notes: list[str] = Field(
+        default_factory=list,
+        description="Plain-language remarks about this answer (text read as HTML, fewer sentences in the article"
+        " than asked for); empty when there is nothing to say.",
     )

@@ -26,6 +26,7 @@ from service.core.logs import configure_logging
 from service.core.metrics import mark_worker_dead, shared_metrics_dir
 from service.core.schema import SummaryRequest, SummaryResponse
 from service.interfaces.auth import OpenAccessRefused, check_serving_access
+from service.pipeline.ingest import looks_like_html
 from service.pipeline.llm import LLMClient
 from service.pipeline.render import render_markdown, render_text
 from service.pipeline.summarize import summarize_request
@@ -48,7 +49,7 @@ def build_request(source: str, *, html: bool, max_sentences: int | None, policy:
             raise SummaryError(f"no such file: {source}")
         content = path.read_text(encoding="utf-8", errors="replace")
         html = html or path.suffix.lower() in {".html", ".htm"}
-    field = "html" if html or content.lstrip()[:15].lower().startswith(("<!doctype html", "<html")) else "text"
+    field = "html" if html or looks_like_html(content) else "text"
     return SummaryRequest(**{field: content}, max_sentences=max_sentences, policy=policy)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from itertools import islice
 from typing import Literal, TypeVar
 
 import trafilatura
@@ -15,13 +17,29 @@ from service.pipeline.boilerplate import clean_text
 from service.pipeline.fetch import HTML_TYPES, fetch_url
 from service.pipeline.segment import segment
 
-__all__ = ["extract_html", "ingest"]
+__all__ = ["extract_html", "ingest", "looks_like_html"]
 
 T = TypeVar("T")
 
 # Raw input this many times over the article cap is refused before any parsing: noise seldom
 # doubles a page, and cleaning a huge input would cost time before the cap could say no.
 _RAW_OVER_CAP = 4
+# Tags of pages and fragments; a few in plain text (an article quoting "<b>") stay below the bar.
+_HTML_TAG = re.compile(
+    r"<(?:!doctype\s+html|/?(?:html|head|body|p|div|span|br|a|h[1-6]|ul|ol|li|article|section|main|header"
+    r"|footer|nav|script|style|table|tr|td|img|meta|link|strong|em|b|i|figure|figcaption)\b[^<>]{0,2000})>",
+    re.I,
+)
+_HTML_MIN_TAGS = 3
+
+
+def looks_like_html(text: str) -> bool:
+    """True for HTML pasted as text: a page (`<!doctype html`, `<html`) or a fragment with 3+ HTML tags."""
+    if text.lstrip()[:15].lower().startswith(("<!doctype html", "<html")):
+        return True
+    return len(list(islice(_HTML_TAG.finditer(text, 0, 50_000), _HTML_MIN_TAGS))) >= _HTML_MIN_TAGS
+
+
 def extract_html(html: str, url: str | None = None) -> tuple[str, str | None]:
     """Return (clean article text, title) from an HTML page: trafilatura's main text, then clean_text."""
     try:
@@ -50,6 +68,10 @@ async def ingest(request: SummaryRequest, settings: Settings) -> Document:
     if request.text is not None:
         _refuse_blank(request.text, "text")
         _refuse_huge(request.text, "text", settings)
+        if looks_like_html(request.text):  # pasted page source: summarizing its tags helps no one
+            document = await asyncio.to_thread(_document, request.text, "html", settings, is_html=True)
+            document.notes.append("the text looked like HTML, so it was read as HTML (send it as `html` next time)")
+            return document
         return await run_cpu_bound(len(request.text), _document, request.text, "text", settings)
     if request.html is not None:
         _refuse_blank(request.html, "html")

@@ -590,7 +590,18 @@ async def summarize_document(
         timings_ms=timings,
         chunks=chunks,
         excerpt_ids=run.excerpt_ids,
+        notes=[*document.notes, *_length_notes(len(sentences), max_sentences)],
     )
+
+
+def _length_notes(sentence_count: int, max_sentences: int) -> list[str]:
+    """Say so when the article has no more sentences than were asked for (the summary is then all of it)."""
+    if sentence_count > max_sentences:
+        return []
+    return [
+        f"the article has only {sentence_count} sentence{'' if sentence_count == 1 else 's'} and up to"
+        f" {max_sentences} were asked for, so the summary can be the whole article"
+    ]
 
 
 def make_drafter(settings: Settings, llm: LLMClient | None) -> Drafter:

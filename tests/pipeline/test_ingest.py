@@ -13,7 +13,7 @@ from service.core.config import Settings
 from service.core.errors import ArticleTooLong, InvalidInput, UnprocessableArticle, URLNotAllowed
 from service.core.schema import SummaryRequest
 from service.pipeline.boilerplate import clean_text, explain_lines
-from service.pipeline.ingest import extract_html, ingest
+from service.pipeline.ingest import extract_html, ingest, looks_like_html
 from service.pipeline.segment import segment
 
 SEEDS = Path(__file__).resolve().parents[2] / "seeds"
@@ -514,3 +514,30 @@ def test_content_words_are_the_word_pattern_matches(text: str) -> None:
     folded = text.casefold().replace("’", "'")
     expected = {w for w in re.findall(r"[^\W_]+(?:'[^\W_]+)*", folded) if len(w) >= 3} - _STOPWORDS
     assert _content_words(text.casefold()) == expected
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda paras: "<!DOCTYPE html><html><body>" + "".join(f"<p>{p}</p>" for p in paras) + "</body></html>",
+        lambda paras: '<div class="story">' + "".join(f"<p>{p}</p>\n" for p in paras) + "</div>",
+    ],
+    ids=["page", "fragment"],
+)
+async def test_html_pasted_as_text_is_read_as_html_and_said_so(seed_text: str, wrap) -> None:
+    pasted = wrap([p for p in seed_text.split("\n\n") if p.strip()])
+    document = await ingest(SummaryRequest(text=pasted), Settings())
+    assert "<p>" not in document.text and "</div>" not in document.text
+    assert document.content_type == "html"
+    assert document.notes and "read as HTML" in document.notes[0]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The markup <b> tag makes text bold, the reporter wrote in a story about the web's early days.",
+        "Shares rose 3% as profits <5m were reported, and analysts said x > y in most quarters this year.",
+    ],
+)
+def test_plain_text_that_mentions_a_tag_is_not_html(text: str) -> None:
+    assert not looks_like_html(text)

@@ -296,3 +296,12 @@ def test_select_excerpt_keeps_the_lead_and_the_top_ranked_sentences_in_article_o
         assert set(shown) < set(sentences) and shown == select_excerpt(sentences, budget, title)
     shown = select_excerpt(sentences, total // 2, title)
     assert shown[:3] == sentences[:3] and rank_sentences(sentences, title)[0][1] in shown
+
+
+async def test_asking_for_more_sentences_than_the_article_has_says_so() -> None:
+    text = "Minsk said on Monday that talks would resume in March. Moscow said it welcomed the news on Tuesday."
+    whole = await summarize_request(SummaryRequest(text=text, max_sentences=5), settings=Settings())
+    assert whole.document.sentence_count == 2
+    assert len(whole.notes) == 1 and "only 2 sentences" in whole.notes[0] and "up to 5" in whole.notes[0]
+    fewer = await summarize_request(SummaryRequest(text=text, max_sentences=1), settings=Settings())
+    assert fewer.notes == []
