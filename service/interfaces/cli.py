@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
+from pydantic import AliasChoices, ValidationError
 from uvicorn.supervisors import Multiprocess
 
 from service.core.config import Settings, get_settings
-from service.core.errors import SummaryError
+from service.core.errors import SummaryError, UnsupportedContent
 from service.core.logs import configure_logging
 from service.core.metrics import mark_worker_dead, shared_metrics_dir
 from service.core.schema import SummaryRequest, SummaryResponse
@@ -47,6 +48,11 @@ def build_request(source: str, *, html: bool, max_sentences: int | None, policy:
         path = Path(source)
         if not path.is_file():
             raise SummaryError(f"no such file: {source}")
+        with path.open("rb") as file:
+            if file.read(5) == b"%PDF-":
+                raise UnsupportedContent(
+                    f"{source} is a PDF; PDF is not supported: save the article as text or HTML and summarize that"
+                )
         content = path.read_text(encoding="utf-8", errors="replace")
         html = html or path.suffix.lower() in {".html", ".htm"}
     field = "html" if html or looks_like_html(content) else "text"
@@ -70,9 +76,13 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     except SummaryError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # pydantic validation of the request
-        print(f"error: {exc}", file=sys.stderr)
+    except ValidationError as exc:  # pydantic validation of the request: its messages, without the links
+        for error in exc.errors(include_url=False):
+            print(f"error: {error['msg'].removeprefix('Value error, ')}", file=sys.stderr)
         return 2
+    if not args.json:
+        for note in response.notes:
+            print(f"note: {note}", file=sys.stderr)
     if args.json:
         print(response.model_dump_json(indent=2))
     elif args.markdown:
@@ -254,6 +264,16 @@ class _ReusePortSocket(socket.socket):
         return _ReusePortSocket.bind_to, (self.family, self.getsockname()[:2])
 
 
+def _sentences(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 30, not {text!r}") from None
+    if not 1 <= value <= 30:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 30, not {value}")
+    return value
+
+
 def _count(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -267,11 +287,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     summarize = commands.add_parser("summarize", help="summarize a file, a URL, or '-' for stdin")
     summarize.add_argument("source", help="path to a .txt/.html file, an http(s) URL, or '-'")
-    summarize.add_argument("-n", "--sentences", type=int, default=None, help="at most this many sentences")
+    summarize.add_argument(
+        "-n", "--sentences", type=_sentences, default=None, help="at most this many sentences (1-30; default 5)"
+    )
     summarize.add_argument("--policy", choices=["drop", "flag", "repair"], default=None)
     summarize.add_argument("--html", action="store_true", help="treat the input as HTML")
     output = summarize.add_mutually_exclusive_group()
-    output.add_argument("--json", action="store_true", help="print the API's JSON response")
+    output.add_argument(
+        "--json",
+        action="store_true",
+        help="print the API's JSON response (citation offsets count characters in the cleaned article,"
+        " document.text, not in the input file)",
+    )
     output.add_argument("--markdown", action="store_true", help="print Markdown with footnotes")
     summarize.set_defaults(handler=cmd_summarize)
 
@@ -282,10 +309,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=_count, default=None, help="worker processes (default: CITESUM_WORKERS; 0 = one per CPU)"
     )
     serve.set_defaults(handler=cmd_serve)
+    # Listed for --help; main() hands their arguments to their own parsers (`citesum worker --help`).
+    for name, help_text in DELEGATED_HELP.items():
+        commands.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
 # Subcommands whose own modules parse their arguments.
+DELEGATED_HELP = {
+    "worker": "run summary jobs (from Redis with REDIS_URL, else from the SQLite job file)",
+    "eval-verifier": "measure the verifier on the labelled dev files",
+    "train-verifier": "retrain the verifier's weights from the labelled dev files",
+}
 DELEGATED = {
     "eval-verifier": ("service.evaluation.evaluate", "eval_verifier_main"),
     "train-verifier": ("service.evaluation.training", "train_verifier_main"),
@@ -294,7 +329,36 @@ DELEGATED = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `citesum` and `python -m service`."""
+    """Entry point of `citesum` and `python -m service`: a bad setting or a closed pipe is one line, not a traceback."""
+    try:
+        return _main(argv)
+    except ValidationError as exc:
+        if exc.title != Settings.__name__:
+            raise
+        for line in settings_errors(exc):
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # `citesum ... | head` closed our stdout: stop quietly, as the Python docs advise (a flush at
+        # exit would raise again, so stdout goes to devnull first).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def settings_errors(exc: ValidationError) -> list[str]:
+    """One line per invalid setting, named as the environment variable a user sets."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        field = Settings.model_fields.get(name)
+        alias = field.validation_alias if field is not None else None
+        variable = alias.choices[0] if isinstance(alias, AliasChoices) else f"CITESUM_{name.upper()}"
+        lines.append(f"setting {variable}={error.get('input')!r}: {error['msg']}")
+    return lines
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if get_settings().log_format == "json":
         configure_logging("json", "WARNING")

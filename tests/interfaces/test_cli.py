@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from service.interfaces.cli import main
+from tests.process_helpers import ROOT, service_env
+
+SEED = ROOT / "seeds" / "belarus-putin-options.txt"
 
 
 @pytest.mark.parametrize(("text", "says"), [
@@ -24,3 +29,65 @@ def test_an_article_with_nothing_to_summarize_exits_non_zero_naming_why(
     out, err = capsys.readouterr()
     assert says in err
     assert "could be verified" not in out + err
+
+
+@pytest.mark.parametrize("count", ["0", "31", "five"])
+def test_a_sentence_count_out_of_range_is_one_plain_line(count: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["summarize", "-n", count, str(SEED)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "from 1 to 30" in err
+    assert "pydantic" not in err and "http" not in err
+
+
+def test_a_bad_setting_is_named_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CITESUM_CHUNK_TOKENS", "lots")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:1/v1")
+    monkeypatch.setenv("CITESUM_STRUCTURED_OUTPUT", "xml")
+    assert main(["summarize", str(SEED)]) == 2
+    err = capsys.readouterr().err
+    assert "setting CITESUM_CHUNK_TOKENS='lots'" in err and "setting CITESUM_STRUCTURED_OUTPUT='xml'" in err
+    assert "Traceback" not in err and "pydantic" not in err
+
+
+def test_a_pdf_is_refused_as_a_pdf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pdf = tmp_path / "article.pdf"
+    pdf.write_bytes(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n")
+    assert main(["summarize", str(pdf)]) == 2
+    assert "PDF is not supported" in capsys.readouterr().err
+
+
+def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("summarize", "serve", "worker", "eval-verifier", "train-verifier"):
+        assert command in out
+
+
+def test_help_says_offsets_count_in_the_cleaned_article(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["summarize", "--help"])
+    assert "cleaned article" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    """`citesum summarize ... | head -1`: no BrokenPipeError traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", "summarize", "--json", str(SEED)],
+        cwd=ROOT, env=service_env({}), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # what `head` does once it has its lines; here before the first write
+    err = process.stderr.read().decode()
+    process.wait(60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_notes_are_printed_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    article = tmp_path / "short.txt"
+    article.write_text("Minsk said on Monday that talks would resume in March. Moscow welcomed the news.", encoding="utf-8")
+    assert main(["summarize", "-n", "5", str(article)]) == 0
+    assert "note: the article has only 2 sentences" in capsys.readouterr().err
