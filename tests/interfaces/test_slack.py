@@ -26,6 +26,7 @@ from service.interfaces.api import create_app
 from service.interfaces.problems import install_problem_handlers
 from service.interfaces.signature import Clock
 from service.interfaces.slack import get_slack_clock, parse_text, router
+from tests.growth import Case, super_linear
 from tests.pipeline.test_render_slack import assert_valid_block_kit, make_response
 
 SECRET = "test-signing-secret"
@@ -648,6 +649,29 @@ def test_parse_text(
     assert (parsed.url, parsed.text, parsed.visibility, parsed.policy, parsed.wants_help) == (
         url, text, visibility, policy, wants_help,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("raw", "visibility", "policy", "text"),
+    [
+        ("--drop   --public \t word more", "in_channel", "drop", "word more"),  # any spaces after a flag
+        ("--drop\tx", None, None, None),  # a flag ends at a space: "--drop\tx" is unknown -> help
+        ("--repair", None, "repair", None),
+    ],
+)
+def test_parse_text_reads_flags_by_position(raw: str, visibility: str | None, policy: str | None, text: str | None) -> None:
+    parsed = parse_text(raw)
+    assert (parsed.visibility, parsed.policy, parsed.text) == (visibility, policy, text)
+
+
+@pytest.mark.parametrize(
+    "pump",
+    ["<http:a", "<http:a|", "<@", "<#C1|", "<!", "<mailto:a", "--drop ", "--flag --public ", "https://a.example/ ", "&lt;", " "],
+)
+def test_parse_text_grows_linearly(pump: str) -> None:
+    """Issue 19: 40k characters of "<@" took 9 s on the event loop (each "<" rescanned the rest)."""
+    small, large = pump * (4_000 // len(pump)) + "x", pump * (32_000 // len(pump)) + "x"
+    assert super_linear([Case(pump, parse_text, small, large)]) == []
 
 
 # --- end to end: the seed article through /summarize on the embedded default (no LLM) ----------
