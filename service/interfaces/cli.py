@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import multiprocessing
@@ -29,7 +30,14 @@ from service.core.schema import SummaryRequest, SummaryResponse
 from service.interfaces.auth import OpenAccessRefused, check_serving_access
 from service.pipeline.ingest import looks_like_html
 from service.pipeline.llm import LLMClient
-from service.pipeline.render import render_markdown, render_text
+from service.pipeline.render import (
+    render_footer,
+    render_markdown,
+    render_stream_dropped,
+    render_stream_sentence,
+    render_text,
+)
+from service.pipeline.streaming import EventSink, StreamEvent
 from service.pipeline.summarize import summarize_request
 
 if TYPE_CHECKING:
@@ -59,21 +67,38 @@ def build_request(source: str, *, html: bool, max_sentences: int | None, policy:
     return SummaryRequest(**{field: content}, max_sentences=max_sentences, policy=policy)
 
 
-async def _summarize(request: SummaryRequest, settings: Settings) -> SummaryResponse:
+async def _summarize(request: SummaryRequest, settings: Settings, events: EventSink | None = None) -> SummaryResponse:
     llm = LLMClient(settings) if settings.llm_configured else None
     try:
-        return await summarize_request(request, settings=settings, llm=llm)
+        return await summarize_request(request, settings=settings, llm=llm, events=events)
     finally:
         if llm is not None:
             await llm.aclose()
 
 
+def print_event(event: StreamEvent, *, as_json: bool) -> None:
+    """One event of `summarize --stream`: a JSON line, or a sentence line (dropped ones on stderr)."""
+    if as_json:
+        print(json.dumps({"event": event.kind, "data": event.data}, ensure_ascii=False), flush=True)
+    elif event.kind == "sentence":
+        print(render_stream_sentence(event.data), flush=True)
+    elif event.kind == "dropped":
+        print(render_stream_dropped(event.data), file=sys.stderr, flush=True)
+
+
 def cmd_summarize(args: argparse.Namespace) -> int:
     settings = get_settings()
+    events = (lambda event: print_event(event, as_json=args.json)) if args.stream else None
     try:
         request = build_request(args.source, html=args.html, max_sentences=args.sentences, policy=args.policy)
-        response = asyncio.run(_summarize(request, settings))
+        response = asyncio.run(_summarize(request, settings, events))
     except SummaryError as exc:
+        if args.stream and args.json:
+            print(
+                json.dumps(
+                    {"event": "error", "data": {"status": exc.status, "title": exc.title, "detail": exc.message}}
+                )
+            )
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     except ValidationError as exc:  # pydantic validation of the request: its messages, without the links
@@ -83,6 +108,12 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     if not args.json:
         for note in response.notes:
             print(f"note: {note}", file=sys.stderr)
+    if args.stream:  # the sentences are out: the whole response (JSON) or its footer
+        if args.json:
+            print(json.dumps({"event": "done", "data": response.model_dump(mode="json")}, ensure_ascii=False))
+        else:
+            print("\n" + render_footer(response))
+        return 0
     if args.json:
         print(response.model_dump_json(indent=2))
     elif args.markdown:
@@ -154,6 +185,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     log.info("serving on %s:%d with %d worker process%s", host, port, workers, "" if workers == 1 else "es")
     from service.interfaces.bounded_http import BoundedHttpToolsProtocol  # only `serve` needs uvicorn's protocols
+
     run_server(
         "service.interfaces.cli:serving_app",
         workers=workers,
@@ -300,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
         " document.text, not in the input file)",
     )
     output.add_argument("--markdown", action="store_true", help="print Markdown with footnotes")
+    summarize.add_argument(
+        "--stream",
+        action="store_true",
+        help="print each sentence as soon as it is verified (with --json: one JSON event per line)",
+    )
     summarize.set_defaults(handler=cmd_summarize)
 
     serve = commands.add_parser("serve", help="run the HTTP API")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from typing import Any
 
 from service.core.schema import SummaryResponse
 
@@ -65,6 +66,25 @@ def render_text(response: SummaryResponse, width: int = 100) -> str:
             lines.append(textwrap.fill(f"[{n}] {quote}", width=width, subsequent_indent="    "))
     lines += ["", _footer(response)]
     return "\n".join(lines)
+
+
+def render_footer(response: SummaryResponse) -> str:
+    """The one-line account of a summary: provider, model, prompt, calls, tokens, dropped sentences."""
+    return _footer(response)
+
+
+def render_stream_sentence(sentence: dict[str, Any], width: int = 100) -> str:
+    """A streamed `sentence` event's data as one terminal line: text, cited ids, the flag if any."""
+    ids = ", ".join(c["sentence_id"] for c in sentence.get("citations", []))
+    flag = f" {FLAG} unsupported: {sentence.get('reason')}" if sentence.get("verdict") == "unsupported" else ""
+    return textwrap.fill(f"• {sentence['text']} [{ids}]{flag}", width=width, subsequent_indent="  ")
+
+
+def render_stream_dropped(dropped: dict[str, Any]) -> str:
+    """A streamed `dropped` event's data as one line: what the verifier refused and why."""
+    return (
+        f"dropped (unsupported: {dropped.get('reason') or 'not supported by the cited sentences'}): {dropped['text']}"
+    )
 
 
 def render_markdown(response: SummaryResponse) -> str:

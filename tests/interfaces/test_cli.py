@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import json
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from service.core.config import get_settings
 from service.interfaces.cli import main
+from service.testing.sim_llm import SimConfig, SimServer
 from tests.process_helpers import ROOT, service_env
 
 SEED = ROOT / "seeds" / "belarus-putin-options.txt"
@@ -91,3 +97,50 @@ def test_notes_are_printed_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixtu
     article.write_text("Minsk said on Monday that talks would resume in March. Moscow welcomed the news.", encoding="utf-8")
     assert main(["summarize", "-n", "5", str(article)]) == 0
     assert "note: the article has only 2 sentences" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# summarize --stream: each sentence printed as it is verified
+# ---------------------------------------------------------------------------------------------
+
+
+class TimedOutput(io.StringIO):
+    """stdout that notes when each line was written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[tuple[float, str]] = []
+
+    def write(self, text: str) -> int:
+        self.lines += [(time.time(), line) for line in text.splitlines() if line]
+        return super().write(text)
+
+
+@pytest.mark.httpx_mock(should_mock=lambda request: False)
+def test_stream_prints_each_sentence_while_the_model_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    with SimServer(SimConfig(seed=2, base_ms=50, ms_per_output_token=6)) as sim:
+        monkeypatch.setenv("OPENAI_BASE_URL", sim.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sim")
+        get_settings.cache_clear()
+        out = TimedOutput()
+        monkeypatch.setattr(sys, "stdout", out)
+        assert main(["summarize", "--stream", "--policy", "flag", str(SEED)]) == 0
+        [call] = sim.calls()
+    sentences = [(at, line) for at, line in out.lines if line.startswith("• ")]
+    assert len(sentences) >= 3
+    assert sentences[0][0] < call["end"] - 0.2  # printed well before the model's last token
+    printed = " ".join(line.strip() for _, line in out.lines)
+    assert len(re.findall(r"\[s\d+(?:, s\d+)*\]", printed)) == len(sentences)  # each with the ids it cites
+    assert "openai-compatible" in out.lines[-1][1]  # the footer closes the output
+
+
+def test_stream_json_prints_one_event_per_line_ending_with_done(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["summarize", "--stream", "--json", "-n", "3", str(SEED)]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[-1] == "done" and kinds.count("sentence") == 3
+    done = events[-1]["data"]
+    assert sorted(e["data"]["text"] for e in events if e["event"] == "sentence") == sorted(s["text"] for s in done["summary"])
+    assert main(["summarize", "--json", "-n", "3", str(SEED)]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["summary"] == done["summary"]
