@@ -27,6 +27,23 @@ MAX_WORDS = 60
 MMR_LAMBDA = 0.6
 ADJACENT = 2
 ADJACENCY_PENALTY = 0.25
+LEAD_BONUS = 0.35  # the first sentence's boost; it decays over the first few sentences
+LEAD_DECAY = 4.0  # sentences (at least; an eighth of the article when that is more)
+QUOTE_PENALTY = 0.8
+TITLE_BONUS = 0.5
+LENGTH_EXPONENT = 0.5  # centrality is divided by the number of content words to this power
+# A sentence that opens on a reference back ("It reported…", "Her flashy pictures…", "But…") or is a
+# bare quotation says little alone: ranked lower unless the sentence before it is in the summary.
+DANGLING_PENALTY = 0.5
+_DANGLING_OPENERS = frozenset(
+    """it its he his him she her they their them this these those that such there here but and also however
+    yet so meanwhile instead still then later earlier i we my our us me you your""".split()
+)
+_ATTRIBUTION = re.compile(
+    r"\b(?:said|says|say|told|tells|added|adds|according|asked|wrote|writes|explained|stated|insisted|warned)\b",
+    re.IGNORECASE,
+)
+_QUOTES = "\"“”'‘’"
 
 
 def content_words(text: str) -> list[str]:
@@ -62,6 +79,19 @@ def why_none_usable(sentences: list[Sentence]) -> str:
     )
 
 
+def is_dangling(sentence: Sentence) -> bool:
+    """True when `sentence` leans on the one before it: it opens on a pronoun, a demonstrative or a
+    connective ("It reported…", "Her flashy pictures…", "But…"), it is a quotation nobody is said to
+    say, or it ends a quotation opened in an earlier sentence ("…that's what the Kremlin wants.”")."""
+    text = sentence.text.strip()
+    if text[:1] in _QUOTES:  # a quotation stands alone when it says who speaks
+        return _ATTRIBUTION.search(text) is None
+    first = _WORD.match(text.lstrip("(["))
+    if first is not None and first.group().lower() in _DANGLING_OPENERS:
+        return True
+    return text.count("\u201d") > text.count("\u201c") or (text.count('"') % 2 == 1 and text.rstrip(".!?")[-1:] == '"')
+
+
 def _similarity(a: Counter[str], b: Counter[str], a_total: int, b_total: int) -> float:
     """Shared words (with counts) over the geometric mean of the sizes; totals are sum(bag.values())."""
     if len(b) < len(a):
@@ -89,12 +119,12 @@ def _ranked(sentences: list[Sentence], title: str | None) -> list[tuple[float, S
     for position, (sentence, bag) in enumerate(zip(sentences, bags, strict=True)):
         if not _eligible(sentence) or not bag:
             continue
-        weight = sum(idf[w] * min(centroid[w] - bag[w], 5) for w in bag) / (len(bag) ** 0.5 * 10)
-        lead_bonus = 1.0 + 0.35 * math.exp(-position / max(4.0, n / 8))
+        weight = sum(idf[w] * min(centroid[w] - bag[w], 5) for w in bag) / (len(bag) ** LENGTH_EXPONENT * 10)
+        lead_bonus = 1.0 + LEAD_BONUS * math.exp(-position / max(LEAD_DECAY, n / 8))
         # Direct quotations are colour, not the news: rank them a little lower.
-        quote_penalty = 0.8 if sentence.text.lstrip()[:1] in "\"“'‘" else 1.0
+        quote_penalty = QUOTE_PENALTY if sentence.text.lstrip()[:1] in "\"“'‘" else 1.0
         # The headline names the story: sentences that share its words carry it.
-        title_bonus = 1.0 + 0.5 * len(title_words & set(bag)) / len(title_words) if title_words else 1.0
+        title_bonus = 1.0 + TITLE_BONUS * len(title_words & set(bag)) / len(title_words) if title_words else 1.0
         ranked.append((weight * lead_bonus * quote_penalty * title_bonus, sentence, bag))
     ranked.sort(key=lambda item: (-item[0], item[1].start))
     return ranked
@@ -111,6 +141,8 @@ def summarize_extractive(sentences: list[Sentence], max_sentences: int, title: s
     relevance = [score / top for score, _, _ in ranked]
     totals = [sum(bag.values()) for _, _, bag in ranked]
     places = [position[sentence.id] for _, sentence, _ in ranked]
+    dangling = [is_dangling(sentence) for _, sentence, _ in ranked]
+    chosen_places: set[int] = set()
     # Each candidate's largest similarity to a chosen sentence, and whether one is its neighbour:
     # updated once per pick (not recomputed against every chosen sentence on every round).
     most_similar = [0.0] * len(ranked)
@@ -121,18 +153,22 @@ def summarize_extractive(sentences: list[Sentence], max_sentences: int, title: s
         best, best_value = -1, -math.inf
         for i in open_candidates:
             redundancy = most_similar[i]
+            # The sentence a dangling one leans on is in: it reads as its continuation, not a repeat.
+            introduced = dangling[i] and places[i] - 1 in chosen_places
             # Neighbours of a chosen sentence usually continue its point: prefer spread.
-            if near_chosen[i]:
+            if near_chosen[i] and not introduced:
                 redundancy += ADJACENCY_PENALTY
             if redundancy > 0.5 + ADJACENCY_PENALTY:
                 continue  # a near-duplicate says nothing new
-            value = MMR_LAMBDA * relevance[i] - (1 - MMR_LAMBDA) * redundancy
+            weight = DANGLING_PENALTY if dangling[i] and not introduced else 1.0
+            value = MMR_LAMBDA * relevance[i] * weight - (1 - MMR_LAMBDA) * redundancy
             if value > best_value:
                 best, best_value = i, value
         if best < 0:
             break
         open_candidates.remove(best)
         chosen.append(ranked[best][1])
+        chosen_places.add(places[best])
         picked_bag, picked_total, picked_place = ranked[best][2], totals[best], places[best]
         for i in open_candidates:
             similarity = _similarity(ranked[i][2], picked_bag, totals[i], picked_total)
