@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.core.errors import SummaryError
+from service.core.redact import redact_credentials
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -30,7 +31,8 @@ def problem_response(
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
     """A problem+json response; `request_id` and `instance` come from the request when given."""
-    body: dict[str, Any] = {"type": TYPE_PREFIX + slug, "title": title, "status": status, "detail": detail}
+    # Details quote what was refused (a URL, a host): never the credentials a caller put in a URL.
+    body: dict[str, Any] = {"type": TYPE_PREFIX + slug, "title": title, "status": status, "detail": redact_credentials(detail)}
     headers: dict[str, str] = {}
     if request is not None:
         body["instance"] = request.url.path

@@ -17,6 +17,7 @@ import httpx
 
 from service.core.config import Settings
 from service.core.errors import InvalidInput, SummaryError
+from service.core.redact import redact_text, redact_url
 from service.core.schema import SummaryResponse
 from service.jobs.deliver import (
     DeliveryError,
@@ -70,7 +71,7 @@ def slack_message(job: Job) -> dict[str, Any]:
     from service.pipeline.render_slack import render_error, render_summary
 
     if job.result is not None:
-        return render_summary(SummaryResponse.model_validate(job.result), source_url=job.request.get("url"))
+        return render_summary(SummaryResponse.model_validate(job.result), source_url=redact_url(job.request.get("url")))
     error = job.error or {}
     if str(error.get("type", "")).endswith(("job-failed", "job-abandoned")) or "detail" not in error:
         # Our own crash: its detail names an exception, which is for the logs, not for the channel.
@@ -125,10 +126,10 @@ async def send_callback(job: Job, *, settings: Settings, client: httpx.AsyncClie
         await _deliver(job, settings, client)
     except (SummaryError, DeliveryError, httpx.HTTPError, KeyError) as exc:  # refused, DNS, HTTP answer
         log.warning("job %s: %s callback not delivered: %s", job.id, job.callback_format, exc)
-        return str(exc) or type(exc).__name__
+        return redact_text(str(exc)) or type(exc).__name__  # kept in the job: no capability URL in it
     except Exception as exc:  # anything else (a bug, an odd transport error) must not strand the job
         log.exception("job %s: %s callback not delivered (unexpected error)", job.id, job.callback_format)
-        return f"{type(exc).__name__}: {exc}"
+        return redact_text(f"{type(exc).__name__}: {exc}")
     request_id = job.callback_options.get("request_id")
     log.info("job %s: %s callback delivered request_id=%s", job.id, job.callback_format, request_id)
     return None

@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, Field
 
 from service.core.errors import SummaryError
+from service.core.redact import redact_credentials, redact_url
 
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed"})
@@ -76,8 +77,11 @@ class Job(BaseModel):
         return self.owner is None or self.owner == owner
 
     def public(self, base_path: str = "/v1/jobs") -> dict[str, Any]:
-        """The job as GET /v1/jobs/{id} shows it."""
+        """The job as GET /v1/jobs/{id} shows it (and a json callback receives it): URL credentials hidden."""
         body = self.model_dump(exclude={"cache_key", "owner"})
+        body["callback_url"] = redact_url(body["callback_url"])
+        if isinstance(body["request"].get("url"), str):
+            body["request"]["url"] = redact_url(body["request"]["url"])
         body["url"] = f"{base_path}/{self.id}"
         return body
 
@@ -174,14 +178,14 @@ def problem_from_exception(exc: BaseException, *, attempts: int) -> dict[str, An
             "type": PROBLEM_TYPE_PREFIX + exc.type_slug,
             "title": exc.title,
             "status": exc.status,
-            "detail": exc.message,
+            "detail": redact_credentials(exc.message),
         }
     else:
         problem = {
             "type": PROBLEM_TYPE_PREFIX + "job-failed",
             "title": "Summary job failed",
             "status": 500,
-            "detail": f"{type(exc).__name__}: {str(exc)[:300]}",
+            "detail": f"{type(exc).__name__}: {redact_credentials(str(exc))[:300]}",
         }
     problem["attempts"] = attempts
     return problem

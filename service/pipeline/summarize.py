@@ -13,6 +13,7 @@ from service.core.config import Settings
 from service.core.errors import LLMTimeout, UnprocessableArticle
 from service.core.metrics import record_summary_verdicts
 from service.core.offload import run_cpu_bound
+from service.core.redact import redact_url
 from service.core.schema import (
     Citation,
     Document,
@@ -578,7 +579,7 @@ async def summarize_document(
             text=document.text,
             sentence_count=len(sentences),
             title=document.title,
-            source_url=document.source_url,
+            source_url=redact_url(document.source_url),  # shown, cached and stored: never the URL's credentials
             sentences=sentences if include_sentences else None,
         ),
         provider=drafter.provider,

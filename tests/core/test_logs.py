@@ -69,6 +69,23 @@ def test_configure_logging_picks_the_format(fmt: str, is_json: bool, capsys: pyt
         assert "WARNING uvicorn.error: started" in err
 
 
+def test_configure_logging_quiets_httpx_request_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    # httpx logs "HTTP Request: POST <full URL>" at INFO: every response_url and webhook URL.
+    root, httpx_logger = logging.getLogger(), logging.getLogger("httpx")
+    saved = (root.handlers[:], root.level, httpx_logger.level)
+    try:
+        configure_logging("json", "INFO")
+        httpx_logger.info("HTTP Request: POST https://hooks.slack.com/services/T/B/SECRET")
+        logging.getLogger("service.x").info("delivered to https://u:SECRET@example.com/hook")
+        err = capsys.readouterr().err
+    finally:
+        root.handlers[:], _, _ = saved
+        root.setLevel(saved[1])
+        httpx_logger.setLevel(saved[2])
+    assert "HTTP Request" not in err and "SECRET" not in err
+    assert "https://***@example.com/hook" in err
+
+
 def test_serve_logs_json_lines_with_request_ids_and_the_open_access_warning(tmp_path: Path) -> None:
     port = free_port()
     log_path = tmp_path / "serve.log"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import httpx
@@ -68,3 +69,102 @@ async def test_no_secret_leaks_on_success_or_error_paths(
         assert value not in caplog.text and value not in json_lines, f"{value} logged"
         assert all(value not in body for body in bodies), f"{value} in a response"
         assert value not in openapi.text, f"{value} in /openapi.json"
+
+
+# --- secrets inside URLs: capability URLs (webhooks, response_url) and user-given credentials ----------
+
+WEBHOOK = "https://hooks.slack.com/services/T0/B0/webhookSECRETpath"
+RESPONSE_URL = "https://hooks.slack.com/commands/T0/99/responseSECRETpath"
+URL_PASSWORD = "urlSECRETpassword"
+
+
+def logged_text(caplog: pytest.LogCaptureFixture) -> str:
+    """Everything captured, as caplog shows it and as the JSON log lines would (tracebacks included)."""
+    return caplog.text + "\n".join(JsonFormatter().format(record) for record in caplog.records)
+
+
+@pytest.mark.httpx_mock(assert_all_responses_were_requested=False)
+@pytest.mark.parametrize("outcome", ["delivered", "refused", "unreachable"])
+async def test_webhook_and_response_urls_are_not_logged(
+    httpx_mock: HTTPXMock, caplog: pytest.LogCaptureFixture, outcome: str
+) -> None:
+    from service.core.config import Settings
+    from service.jobs.callbacks import send_callback
+    from service.jobs.job import Job, new_job_id
+
+    settings = Settings(
+        incoming_webhook_url=WEBHOOK, slack_delivery_attempts=2, slack_delivery_backoff_initial_s=0.0,
+        slack_delivery_backoff_max_s=0.0,
+    )  # fmt: skip
+    for url in (RESPONSE_URL, WEBHOOK):
+        if outcome == "delivered":
+            httpx_mock.add_response(url=url, method="POST", text="ok")
+        elif outcome == "refused":
+            httpx_mock.add_response(url=url, method="POST", status_code=404, text="no_service", is_reusable=True)
+        else:
+            httpx_mock.add_exception(httpx.ConnectError(f"cannot reach {url}"), url=url, is_reusable=True)
+    job = Job(
+        id=new_job_id(), status="succeeded", request={"text": "x"}, result=None, error={"detail": "boom"},
+        callback_url=RESPONSE_URL, callback_format="slack_response_url",
+        callback_options={"response_type": "in_channel"},
+    )  # fmt: skip
+    caplog.set_level(logging.DEBUG)
+    callback_error = await send_callback(job, settings=settings)
+    assert (callback_error is None) == (outcome == "delivered")
+    assert any(r.name == "httpx" for r in caplog.records) or outcome == "unreachable"  # httpx did log its lines
+    text = logged_text(caplog)
+    assert "hooks.slack.com" in text  # where it went is still logged ...
+    assert "SECRETpath" not in text and "SECRETpath" not in (callback_error or "")  # ... the capability is not
+
+
+@pytest.mark.httpx_mock(assert_all_responses_were_requested=False)
+async def test_url_credentials_are_hidden_in_logs_problems_and_job_documents(
+    tmp_path, httpx_mock: HTTPXMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    from service.core.config import Settings
+    from tests.jobs.test_jobs import ARTICLE, CountingSummarizer
+
+    caplog.set_level(logging.DEBUG)
+    httpx_mock.add_response(method="POST", json={"ok": True})  # the callback receiver
+    settings = Settings(job_db_path=str(tmp_path / "jobs.sqlite3"), fetch_allow_private=False)
+    app = create_app(settings)
+    app.state.job_summarizer = CountingSummarizer()
+    bodies = []
+    transport = httpx.ASGITransport(app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        # Refused URL: the problem detail quotes it.
+        refused = await client.post("/v1/summaries", json={"url": f"http://user:{URL_PASSWORD}@127.0.0.1:9/a"})
+        assert refused.status_code == 400 and "127.0.0.1" in refused.json()["detail"]
+        bodies.append(refused.text)
+        # A job whose request and callback carry credentials: its document must not show them.
+        created = await client.post(
+            "/v1/jobs",
+            json={"text": ARTICLE, "callback_url": f"https://hook:{URL_PASSWORD}@8.8.8.8:9/hook"},
+        )
+        assert created.status_code == 202, created.text
+        bodies.append(created.text)
+        for _ in range(200):
+            document = await client.get(created.headers["location"])
+            if document.json()["status"] in ("succeeded", "failed"):
+                break
+            await asyncio.sleep(0.02)
+        bodies.append(document.text)
+        assert document.json()["callback_url"].startswith("https://***@8.8.8.8")
+    [delivered] = httpx_mock.get_requests()
+    assert delivered.headers["authorization"].startswith("Basic ")  # the credentials still do their job ...
+    bodies.append(delivered.content.decode())  # ... but the job document posted there does not repeat them
+    for body in bodies:
+        assert URL_PASSWORD not in body
+    assert URL_PASSWORD not in logged_text(caplog)
+
+
+def test_redaction_is_linear_on_hostile_text() -> None:
+    import time
+
+    from service.core.redact import redact_text
+
+    samples = ["://" * 50_000, "://" + "a" * 200_000 + "@", "hooks.slack.com/" * 20_000, "@" * 200_000]
+    started = time.perf_counter()
+    for sample in samples:
+        redact_text(sample)
+    assert time.perf_counter() - started < 5  # quadratic patterns would take minutes here
