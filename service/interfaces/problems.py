@@ -65,9 +65,21 @@ def _validation_detail(exc: RequestValidationError) -> tuple[int, str, list[dict
     shown = []
     for e in errors[:20]:
         location = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
-        shown.append({"field": location, "message": e.get("msg", "invalid")})
+        shown.append({"field": location, "message": _plain_message(e)})
     summary = "; ".join(f"{s['field']}: {s['message']}" for s in shown[:5])
     return 422, f"the request is invalid: {summary}", shown
+
+
+def _plain_message(error: dict[str, Any]) -> str:
+    """pydantic's message for one field, saying what to send instead where pydantic only names the rule."""
+    kind, message, value = error.get("type"), str(error.get("msg", "invalid")), error.get("input")
+    if kind == "extra_forbidden":
+        return "unknown field; the article goes in `text`, `html` or `url` (one of them)"
+    if kind == "url_parsing" and isinstance(value, str) and "://" not in value:
+        return f"not a full URL: it needs its scheme, e.g. https://{value.lstrip('/')}"
+    if kind == "url_scheme":
+        return f"{message} (only http:// and https:// pages are fetched)"
+    return message.removeprefix("Value error, ")
 
 
 def install_problem_handlers(app: FastAPI) -> None:

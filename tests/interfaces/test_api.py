@@ -272,3 +272,19 @@ async def test_the_api_docs_pages_load_nothing_from_other_hosts(client: httpx.As
         asset = await client.get(url)
         assert asset.status_code == 200 and len(asset.content) > 0, url
     assert "/openapi.json" in html.text
+
+
+@pytest.mark.parametrize(
+    ("payload", "says", "not_says"),
+    [
+        ({"article": "Minsk said on Monday..."}, "article: unknown field; the article goes in `text`, `html` or `url`", "Extra inputs"),
+        ({}, "body: give exactly one of text, html or url", "Value error"),
+        ({"text": "a", "url": "https://example.com/"}, "give exactly one of text, html or url (got 2", "Value error"),
+        ({"url": "www.bbc.co.uk/news/world-123"}, "url: not a full URL: it needs its scheme, e.g. https://www.bbc.co.uk/news/world-123", "relative URL"),
+        ({"url": "ftp://example.com/story.txt"}, "only http:// and https:// pages are fetched", "Value error"),
+    ],
+)
+async def test_validation_messages_say_what_to_send(client: httpx.AsyncClient, payload: dict, says: str, not_says: str) -> None:
+    body = assert_problem(await client.post("/v1/summaries", json=payload), 422)
+    assert says in body["detail"] and not_says not in body["detail"]
+    assert all(not_says not in error["message"] for error in body["errors"])
