@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 
+import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -138,8 +140,8 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("REDIS_URL", "CITESUM_REDIS_URL", "redis_url")
     )
     """With it set, jobs go through Redis (arq) to `python -m service worker` processes and the result cache is shared."""
-    job_db_path: str = "citesum-jobs.sqlite3"
-    """SQLite file for jobs and the result cache in embedded mode."""
+    job_db_path: str = Field(default=None, validate_default=True)  # type: ignore[assignment]  # None → data folder
+    """SQLite file for jobs and the result cache in embedded mode; unset: `jobs.sqlite3` in the user's data folder (Linux: `~/.local/share/citesum/`), which `serve` names in its first log line."""
     job_max_attempts: int = Field(default=3, ge=1, le=20)
     """Attempts per job (a killed worker's job is retried) before it ends `failed`."""
     # arq re-runs a killed worker's job only after this timeout + 10 s (arq issue #407), so keep it
@@ -226,6 +228,11 @@ class Settings(BaseSettings):
     def _empty_key_is_none(cls, value: object) -> object:
         return None if value in ("", None) else value
 
+    @field_validator("job_db_path", mode="before")
+    @classmethod
+    def _job_db_in_the_data_folder(cls, value: object) -> object:
+        return default_job_db_path() if value in ("", None) else value
+
     @field_validator("slack_response_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
@@ -241,6 +248,11 @@ class Settings(BaseSettings):
         if self.provider == "openai":
             return True
         return self.openai_api_key is not None or bool(self.openai_base_url)
+
+
+def default_job_db_path() -> str:
+    """`jobs.sqlite3` in the user's data folder (platformdirs), not in whatever folder `serve` starts in."""
+    return str(Path(platformdirs.user_data_dir("citesum", appauthor=False)) / "jobs.sqlite3")
 
 
 @lru_cache(maxsize=1)

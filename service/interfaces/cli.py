@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
 from pydantic import AliasChoices, ValidationError
@@ -178,12 +179,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = args.port or settings.port
     workers = resolve_workers(args.workers if args.workers is not None else settings.workers)
     configure_logging(settings.log_format or "json", settings.log_level)
+    # The first line says where to point a browser and where the jobs are kept.
+    jobs = f"Redis at {_without_password(settings.redis_url)}" if settings.redis_url else f"SQLite file {settings.job_db_path}"
+    browse = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, f"[{host}]" if ":" in host else host)
+    log.info(
+        "serving on %s:%d with %d worker process%s: web page http://%s:%d/ (API docs /docs); jobs in %s",
+        host, port, workers, "" if workers == 1 else "es", browse, port, jobs,
+    )
     try:
         check_serving_access(settings, host)  # auth.py: open access only on loopback unless allowed
     except OpenAccessRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    log.info("serving on %s:%d with %d worker process%s", host, port, workers, "" if workers == 1 else "es")
     from service.interfaces.bounded_http import BoundedHttpToolsProtocol  # only `serve` needs uvicorn's protocols
 
     run_server(
@@ -198,6 +205,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http=BoundedHttpToolsProtocol,
     )
     return 0
+
+
+def _without_password(url: str) -> str:
+    """A Redis URL fit for a log line: any password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def run_server(app: str, *, workers: int, **options: Any) -> None:

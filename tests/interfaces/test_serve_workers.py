@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import pickle
@@ -255,3 +256,27 @@ def test_a_port_already_taken_stops_serve_with_workers(tmp_path: Path) -> None:
         stop(process)
         taken.close()
     assert code != 0 and "address already in use" in (tmp_path / "serve.log").read_text(encoding="utf-8").lower()
+
+
+def test_the_first_log_line_names_the_web_page_and_the_job_file_in_the_data_folder(tmp_path: Path) -> None:
+    """Unset, the job file is in the user's data folder (XDG_DATA_HOME here), not the folder serve starts in."""
+    env = service_env({"XDG_DATA_HOME": str(tmp_path / "data")})
+    env.pop("CITESUM_JOB_DB_PATH", None)
+    port, log = free_port(), tmp_path / "serve.log"
+    process = start_api(port, env, log)
+    expected = tmp_path / "data" / "citesum" / "jobs.sqlite3"
+    try:
+        wait_for(lambda: _started(log, 1), STARTUP_S, "the server to start", watch=process)
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 200
+        assert expected.is_file()
+    finally:
+        stop(process)
+    first = json.loads(next(line for line in log.read_text(encoding="utf-8").splitlines() if line.startswith("{")))
+    assert f"web page http://127.0.0.1:{port}/" in first["message"]
+    assert f"jobs in SQLite file {expected}" in first["message"]
+
+
+def test_a_redis_password_stays_out_of_the_first_log_line() -> None:
+    assert cli._without_password("redis://:s3cret@redis:6379/0") == "redis://:***@redis:6379/0"
+    assert cli._without_password("redis://user:s3cret@redis:6379/0") == "redis://user:***@redis:6379/0"
+    assert cli._without_password("redis://redis:6379/0") == "redis://redis:6379/0"
