@@ -17,7 +17,6 @@ import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
 from pydantic import AliasChoices, ValidationError
@@ -27,6 +26,7 @@ from service.core.config import Settings, get_settings
 from service.core.errors import SummaryError, UnsupportedContent
 from service.core.logs import configure_logging
 from service.core.metrics import mark_worker_dead, shared_metrics_dir
+from service.core.redact import redact_credentials
 from service.core.schema import SummaryRequest, SummaryResponse
 from service.interfaces.auth import OpenAccessRefused, check_serving_access
 from service.pipeline.ingest import looks_like_html
@@ -180,7 +180,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     workers = resolve_workers(args.workers if args.workers is not None else settings.workers)
     configure_logging(settings.log_format or "json", settings.log_level)
     # The first line says where to point a browser and where the jobs are kept.
-    jobs = f"Redis at {_without_password(settings.redis_url)}" if settings.redis_url else f"SQLite file {settings.job_db_path}"
+    jobs = f"Redis at {redact_credentials(settings.redis_url)}" if settings.redis_url else f"SQLite file {settings.job_db_path}"
     browse = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, f"[{host}]" if ":" in host else host)
     log.info(
         "serving on %s:%d with %d worker process%s: web page http://%s:%d/ (API docs /docs); jobs in %s",
@@ -205,15 +205,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http=BoundedHttpToolsProtocol,
     )
     return 0
-
-
-def _without_password(url: str) -> str:
-    """A Redis URL fit for a log line: any password replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def run_server(app: str, *, workers: int, **options: Any) -> None:

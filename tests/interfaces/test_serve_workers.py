@@ -274,9 +274,3 @@ def test_the_first_log_line_names_the_web_page_and_the_job_file_in_the_data_fold
     first = json.loads(next(line for line in log.read_text(encoding="utf-8").splitlines() if line.startswith("{")))
     assert f"web page http://127.0.0.1:{port}/" in first["message"]
     assert f"jobs in SQLite file {expected}" in first["message"]
-
-
-def test_a_redis_password_stays_out_of_the_first_log_line() -> None:
-    assert cli._without_password("redis://:s3cret@redis:6379/0") == "redis://:***@redis:6379/0"
-    assert cli._without_password("redis://user:s3cret@redis:6379/0") == "redis://user:***@redis:6379/0"
-    assert cli._without_password("redis://redis:6379/0") == "redis://redis:6379/0"
