@@ -6,10 +6,12 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 
 import simplemma
+
+from service.core.memo import short_key_cache, sized_cache
 
 __all__ = ["Analysis", "Lexicon", "analyze", "lemma", "lexicon"]
 
@@ -80,7 +82,15 @@ def _normalise(text: str) -> str:
     return _NOT.sub(" not", text) if "n't" in text or "N'T" in text else text
 
 
-@lru_cache(maxsize=200_000)
+# Caches keyed by user text are bounded by size (issue 19: sentence-keyed lru_caches grew to GBs).
+# No English word is longer than 32 characters; longer "words" are computed, not kept.
+_WORD_KEY_CHARS = 32
+# Sentences' analyses held at once, counted in characters of sentence text (~90 bytes of Analysis
+# each): 1M characters, about 90 MB, is over twice the longest article (CITESUM_MAX_ARTICLE_CHARS).
+_ANALYSIS_CACHE_CHARS = 1_000_000
+
+
+@short_key_cache(maxsize=200_000, max_key_chars=_WORD_KEY_CHARS)
 def lemma(word: str) -> str:
     """Dictionary lemma of a lower-cased word (gave → give), cached: the verifier asks for the same words often."""
     if word.endswith("'s"):
@@ -149,7 +159,7 @@ def _names(text: str, stopwords: frozenset[str]) -> set[str]:
     return names
 
 
-@lru_cache(maxsize=200_000)
+@short_key_cache(maxsize=200_000, max_key_chars=_WORD_KEY_CHARS)
 def is_dictionary_word(word: str) -> bool:
     """True when the lemmatizer's English dictionary knows the word (so it is probably not a name)."""
     return simplemma.is_known(word, lang="en")
@@ -161,7 +171,7 @@ def lemma_free(word: str) -> str:
     return lower[:-2] if lower.endswith("'s") else lower
 
 
-@lru_cache(maxsize=100_000)
+@sized_cache(max_size=_ANALYSIS_CACHE_CHARS, size=lambda analysis: len(analysis.text) + 1)
 def analyze(text: str) -> Analysis:
     """Break one sentence into the units the verifier compares (pure, cached by text)."""
     lex = lexicon()
