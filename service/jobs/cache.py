@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from service.core.config import Settings
 from service.core.schema import SummaryRequest, SummaryResponse, Usage
 from service.jobs.store_sqlite import SQLiteDatabase, write_locked
+from service.pipeline.extractive import MODEL_NAME as EXTRACTIVE_MODEL
 from service.pipeline.prompts import available_prompts, load_prompt
 
 if TYPE_CHECKING:  # redis is an optional extra: only Redis mode needs it at run time
@@ -82,7 +83,8 @@ def cache_key(request: SummaryRequest, settings: Settings) -> str:
         "include_sentences": request.include_sentences,
         "provider": "openai-compatible" if settings.llm_configured else "embedded",
         "base_url": settings.openai_base_url if settings.llm_configured else None,
-        "model": settings.model if settings.llm_configured else "extractive",
+        # The embedded summarizer's versioned name: a retuned ranking never serves the old picks.
+        "model": settings.model if settings.llm_configured else EXTRACTIVE_MODEL,
         "verify_threshold": settings.verify_threshold,
         # Settings that change what the model is shown or who has the last word on a sentence.
         "prompt_token_budget": settings.prompt_token_budget if settings.llm_configured else None,

@@ -10,7 +10,7 @@ from itertools import chain
 from service.core.schema import Sentence
 from service.pipeline.chunking import sentence_tokens
 
-MODEL_NAME = "extractive-centroid-v1"
+MODEL_NAME = "extractive-centroid-v2"  # v2: per-word centrality, dangling references (bench.quality)
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?", re.UNICODE)
 # A small English stop list: ranking only, so a missing word merely adds a little noise.
 STOPWORDS = frozenset(
@@ -26,12 +26,12 @@ MIN_WORDS = 8
 MAX_WORDS = 60
 MMR_LAMBDA = 0.6
 ADJACENT = 2
-ADJACENCY_PENALTY = 0.25
-LEAD_BONUS = 0.35  # the first sentence's boost; it decays over the first few sentences
+ADJACENCY_PENALTY = 0.1
+LEAD_BONUS = 0.6  # the first sentence's boost; it decays over the first few sentences
 LEAD_DECAY = 4.0  # sentences (at least; an eighth of the article when that is more)
 QUOTE_PENALTY = 0.8
 TITLE_BONUS = 0.5
-LENGTH_EXPONENT = 0.5  # centrality is divided by the number of content words to this power
+LENGTH_EXPONENT = 1.0  # centrality per content word: long sentences do not win by length alone
 # A sentence that opens on a reference back ("It reported…", "Her flashy pictures…", "But…") or is a
 # bare quotation says little alone: ranked lower unless the sentence before it is in the summary.
 DANGLING_PENALTY = 0.5
