@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -42,10 +42,19 @@ def _static_file(name: str) -> FileResponse:
     return FileResponse(path, media_type=_MEDIA_TYPES[path.suffix], headers=_HEADERS)
 
 
-@router.get("/", include_in_schema=False)
-async def index() -> FileResponse:
-    """The summarizer page."""
-    return _static_file("index.html")
+_REPAIR_OPTION = '<option value="repair">ask the model to repair them</option>'
+_REPAIR_NEEDS_A_MODEL = (
+    '<option value="repair" disabled>ask the model to repair them (needs a model; none is configured)</option>'
+)
+
+
+@router.get("/", include_in_schema=False, response_model=None)
+async def index(request: Request) -> FileResponse | HTMLResponse:
+    """The summarizer page; without a model configured, its "repair" choice is shown disabled."""
+    if getattr(request.app.state, "llm", None) is not None:
+        return _static_file("index.html")
+    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8").replace(_REPAIR_OPTION, _REPAIR_NEEDS_A_MODEL)
+    return HTMLResponse(page, headers=_HEADERS)
 
 
 @router.get("/static/{name}", include_in_schema=False)

@@ -72,3 +72,15 @@ def test_script_never_parses_text_as_html() -> None:
     source = (STATIC_DIR / "app.js").read_text(encoding="utf-8")
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in source, sink
+
+
+def test_repair_is_offered_only_with_a_model(client: TestClient, llm_settings: Settings) -> None:
+    without = client.get("/").text
+    assert '<option value="repair" disabled>' in without and "none is configured" in without
+    assert '<option value="drop" selected>' in without
+    from service.pipeline.llm import LLMClient
+
+    with TestClient(create_app(llm_settings, llm=LLMClient(llm_settings))) as with_model:
+        page = with_model.get("/")
+    assert page.status_code == 200
+    assert '<option value="repair">' in page.text and "disabled" not in page.text.split('value="repair"')[1][:20]
