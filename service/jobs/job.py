@@ -77,11 +77,16 @@ class Job(BaseModel):
         return self.owner is None or self.owner == owner
 
     def public(self, base_path: str = "/v1/jobs") -> dict[str, Any]:
-        """The job as GET /v1/jobs/{id} shows it (and a json callback receives it): URL credentials hidden."""
+        """The job as GET /v1/jobs/{id} shows it (and a json callback receives it): URL credentials hidden, the article's text or HTML replaced by its length."""
         body = self.model_dump(exclude={"cache_key", "owner"})
         body["callback_url"] = redact_url(body["callback_url"])
         if isinstance(body["request"].get("url"), str):
             body["request"]["url"] = redact_url(body["request"]["url"])
+        # The article itself is not echoed on every poll: its length stands in for it (the result,
+        # once there, carries the cleaned article that the citations point into).
+        for field in ("text", "html"):
+            if isinstance(article := body["request"].pop(field, None), str):
+                body["request"][f"{field}_chars"] = len(article)
         body["url"] = f"{base_path}/{self.id}"
         return body
 

@@ -305,7 +305,18 @@ def test_post_answers_202_with_the_job_url_and_the_job_completes(settings: Setti
     assert body["status"] == "succeeded" and body["attempts"] == 1
     assert body["progress"] == {"done": 3, "total": 3}
     assert body["result"]["summary"][0]["verdict"] == "supported"
-    assert body["request"] == {"text": ARTICLE, "max_sentences": 2, "include_sentences": False}
+    # The article is not echoed back on every poll: its length stands in for it.
+    assert body["request"] == {"text_chars": len(ARTICLE), "max_sentences": 2, "include_sentences": False}
+
+
+def test_polling_a_job_does_not_send_the_article_back_each_time(settings: Settings) -> None:
+    article = " ".join([ARTICLE] * 400)  # ~36,000 characters
+    with TestClient(jobs_app(settings, CountingSummarizer())) as client:
+        answer = client.post("/v1/jobs", json={"html": f"<p>{article}</p>"})
+        queued = client.get(answer.headers["location"])
+    assert answer.status_code == 202 and queued.status_code == 200
+    assert len(answer.content) < 2_000 and len(queued.content) < 2_000, len(queued.content)
+    assert queued.json()["request"]["html_chars"] == len(article) + 7
 
 
 def test_idempotency_key_makes_a_retried_post_return_the_same_job(settings: Settings) -> None:
