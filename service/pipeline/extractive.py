@@ -43,6 +43,9 @@ _ATTRIBUTION = re.compile(
     r"\b(?:said|says|say|told|tells|added|adds|according|asked|wrote|writes|explained|stated|insisted|warned)\b",
     re.IGNORECASE,
 )
+# Photo captions run into the body on pasted news pages: "Scroll down for video Natalia Moon (pictured)…",
+# "Done: Bobby Flay has filed…" (a one-word caption label). Never quoted as summary sentences.
+_CAPTION = re.compile(r"^(?:(?i:scroll down for (?:video|more))\b|[A-Z][\w'’-]*:\s)")
 _QUOTES = "\"“”'‘’"
 
 
@@ -64,6 +67,8 @@ def _ineligibility(sentence: Sentence) -> str | None:
         return f"longer than {MAX_WORDS} words"
     if sentence.text.rstrip()[-1:] not in ".!?\"'”’)":
         return "without end punctuation"  # headings, captions and fragments carry no full statement
+    if _CAPTION.match(sentence.text):
+        return "a photo caption"
     return "a question" if sentence.text.endswith("?") else None
 
 

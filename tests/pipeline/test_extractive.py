@@ -43,3 +43,20 @@ def test_a_dangling_sentence_is_never_picked_without_the_sentence_before_it(n: i
         if is_dangling(sentence):
             before = ids[ids.index(sentence.id) - 1]
             assert before in {s.id for s in chosen}, [s.text for s in chosen]
+
+
+@pytest.mark.parametrize("caption", [
+    "Scroll down for video A mother was holding the two-year-old boy over the railing of the cheetah pit at the zoo.",
+    "Watched: a mother was holding the two-year-old boy over the railing of the cheetah pit at the zoo.",
+])
+def test_a_photo_caption_run_into_the_text_is_never_picked(caption: str) -> None:
+    article = (
+        f"{caption} The two-year-old boy fell into the cheetah pit at the zoo on Saturday, officials said. "
+        "Zoo officials said the boy's mother was holding him over the railing of the cheetah pit. "
+        "The boy was taken to hospital with minor injuries to his legs and was released on Sunday. "
+        "The cheetahs did not approach the boy, and his parents pulled him out of the pit within seconds."
+    )
+    sentences = segment(article)
+    assert sentences[0].text == caption
+    for n in (1, 2, 3):
+        assert caption not in [s.text for s in summarize_extractive(sentences, n)]
