@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -191,6 +192,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OpenAccessRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not settings.redis_url:
+        from service.jobs.backend import prepare_job_file
+
+        try:
+            prepare_job_file(settings.job_db_path)
+        except (OSError, sqlite3.Error) as exc:
+            print(f"error: cannot create the job file {settings.job_db_path}: {exc} (set CITESUM_JOB_DB_PATH)", file=sys.stderr)
+            return 2
     from service.interfaces.bounded_http import BoundedHttpToolsProtocol  # only `serve` needs uvicorn's protocols
 
     run_server(

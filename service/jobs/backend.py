@@ -84,6 +84,18 @@ class JobBackend:
                 await closer()
 
 
+def prepare_job_file(path: str) -> None:
+    """Create the SQLite job file (WAL, schema) once, before `serve` starts its workers.
+
+    The workers then open a file that exists, rather than racing to create it, and a path that
+    cannot be written fails here, once, with a plain message, instead of in every worker.
+    """
+    store = SQLiteJobStore(path)
+    cache = SQLiteResultCache(path, ttl_s=60)
+    store.db.close()
+    cache.db.close()
+
+
 async def open_backend(settings: Settings, *, summarize: Summarizer | None = None, llm: Any = None) -> JobBackend:
     """The backend for these settings: Redis + arq when REDIS_URL is set, else SQLite."""
     if settings.redis_url:

@@ -274,3 +274,19 @@ def test_the_first_log_line_names_the_web_page_and_the_job_file_in_the_data_fold
     first = json.loads(next(line for line in log.read_text(encoding="utf-8").splitlines() if line.startswith("{")))
     assert f"web page http://127.0.0.1:{port}/" in first["message"]
     assert f"jobs in SQLite file {expected}" in first["message"]
+
+
+def test_a_job_file_that_cannot_be_created_stops_serve_once_with_a_plain_message(tmp_path: Path) -> None:
+    """The supervisor creates the job file before any worker starts (so workers never race to create it)."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the job file's folder should be", encoding="utf-8")
+    env = service_env({"CITESUM_JOB_DB_PATH": str(blocker / "jobs.sqlite3")})
+    process = start_api(free_port(), env, tmp_path / "serve.log", workers=2)
+    try:
+        code = wait_for(lambda: process.poll() is not None, STARTUP_S, "serve to give up") and process.returncode
+    finally:
+        stop(process)
+    log = (tmp_path / "serve.log").read_text(encoding="utf-8")
+    assert code == 2
+    assert f"error: cannot create the job file {blocker / 'jobs.sqlite3'}" in log and "CITESUM_JOB_DB_PATH" in log
+    assert "Traceback" not in log and "Started server process" not in log
