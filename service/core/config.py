@@ -205,6 +205,10 @@ class Settings(BaseSettings):
     """Longest wait between delivery attempts."""
     slack_delivery_timeout_s: float = Field(default=10.0, gt=0)
     """Timeout of each delivery POST."""
+    chat_update_interval_s: float = Field(default=3.0, ge=0)
+    """Slash commands: post the first verified sentences early, then update that message in place at most this often (0: only the final message)."""
+    chat_update_max_posts: int = Field(default=2, ge=0, le=3)
+    """Early posts per slash command before the final one (a `response_url` takes 5 posts in all)."""
     incoming_webhook_url: str | None = None
     """A Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat) that public summaries are also posted to."""
     mattermost_token: SecretStr | None = None

@@ -22,6 +22,7 @@ from service.core.schema import SummaryResponse
 from service.jobs.deliver import (
     DeliveryError,
     check_target,
+    delete_response_url_message,
     parse_target,
     post_chat_message,
     post_incoming_webhook,
@@ -29,6 +30,8 @@ from service.jobs.deliver import (
 )
 from service.jobs.job import CallbackFormat, Job
 from service.pipeline.fetch import PinnedBackend, PinnedTransport, check_url
+
+EARLY_POSTS = "early_posts"  # callback option: the final message replaces early posts (chat_updates.py)
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,9 @@ async def _deliver(job: Job, settings: Settings, client: httpx.AsyncClient | Non
             response_type = options.get("response_type", "ephemeral") if job.result is not None else "ephemeral"
             message = slack_message(job)
             valid_s = RESPONSE_URL_VALID_S - (time.time() - job.created_at) - 60  # a minute's margin
+            early = options.get(EARLY_POSTS) == "1"  # chat_updates.py posted the first sentences
+            if early and job.result is None:  # the early sentences go; the error is told privately
+                await delete_response_url_message(client, job.callback_url or "", settings=settings)
             await post_to_response_url(
                 client,
                 job.callback_url or "",
@@ -105,6 +111,7 @@ async def _deliver(job: Job, settings: Settings, client: httpx.AsyncClient | Non
                 settings=settings,
                 response_type=response_type,
                 deadline_s=max(valid_s, 1.0),
+                replace_original=early and job.result is not None,
             )
             if response_type == "in_channel" and settings.incoming_webhook_url:
                 await _mirror(client, job, message, settings)

@@ -23,6 +23,7 @@ __all__ = [
     "DeliveryError",
     "TargetNotAllowed",
     "check_target",
+    "delete_response_url_message",
     "parse_target",
     "post_chat_message",
     "post_incoming_webhook",
@@ -190,14 +191,30 @@ async def post_to_response_url(
     settings: Settings,
     response_type: str = "ephemeral",
     deadline_s: float | None = None,
+    replace_original: bool = False,
 ) -> httpx.Response:
-    """Post a message to a slash command's response_url (allow-listed host), retrying while it stays valid."""
+    """Post a message to a slash command's response_url (allow-listed host), retrying while it stays valid.
+
+    With `replace_original`, the message replaces the one last posted there (Slack's in-place update).
+    """
     check_target(response_url, settings.slack_response_hosts)
     payload = {"response_type": response_type, **_text_only(message), "blocks": message.get("blocks", [])}
     if not payload["blocks"]:
         payload.pop("blocks")
+    if replace_original:
+        payload["replace_original"] = True
     return await _post_with_text_fallback(
         client, response_url, payload, settings=settings, deadline_s=deadline_s, label="response_url"
+    )
+
+
+async def delete_response_url_message(
+    client: httpx.AsyncClient, response_url: str, *, settings: Settings, deadline_s: float | None = None
+) -> httpx.Response:
+    """Delete the message last posted to a response_url (`delete_original`), e.g. early sentences before an error."""
+    check_target(response_url, settings.slack_response_hosts)
+    return await _post(
+        client, response_url, {"delete_original": True}, settings=settings, deadline_s=deadline_s, label="response_url"
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import importlib
+import inspect
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from service.core.errors import SummaryError
 from service.core.schema import SummaryRequest
 from service.jobs.cache import ResultCache, Summarizer, cached_summarize
 from service.jobs.callbacks import send_callback
+from service.jobs.chat_updates import EARLY_POSTS, ChatUpdates
 from service.jobs.job import Job, JobStore, abandoned_problem, problem_from_exception
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,15 @@ def load_summarizer(path: str) -> Summarizer:
     module_name, _, function_name = path.partition(":")
     module_name = _MOVED_MODULES.get(module_name, module_name)
     return getattr(importlib.import_module(module_name), function_name)
+
+
+def takes_events(summarize: Summarizer) -> bool:
+    """Whether the summarizer takes `events` (summarize_request does; a plugged-in one may not)."""
+    try:
+        parameters = inspect.signature(summarize).parameters
+    except (TypeError, ValueError):
+        return False
+    return "events" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -102,6 +113,8 @@ class JobRunner:
             return Outcome.SKIPPED
         log.info("job %s: attempt %d of %d", job_id, attempt, job.max_attempts)
         progress = ProgressRecorder(self.store, job_id, attempt)
+        # A slash command's early sentences, when the summarizer reports them (settings.job_summarizer may not).
+        updates = ChatUpdates.for_job(job, self.settings) if takes_events(self.summarize) else None
         try:
             request = SummaryRequest.model_validate(job.request)
             async with asyncio.timeout(self.settings.job_timeout_s):
@@ -112,9 +125,12 @@ class JobRunner:
                     cache=self.cache,
                     progress=progress,
                     llm=self.llm,
+                    **({"events": updates} if updates is not None else {}),
                 )
         except Exception as exc:
             await progress.flush()
+            if updates is not None and await updates.close():
+                job = _with_early_posts(job)
             problem = problem_from_exception(exc, attempts=attempt)
             if is_retryable(exc) and attempt < job.max_attempts:
                 log.warning("job %s: attempt %d failed (%s); will retry", job_id, attempt, problem["detail"])
@@ -125,6 +141,8 @@ class JobRunner:
             log.warning("job %s: failed after %d attempt(s): %s", job_id, attempt, problem["detail"])
             return await self._finish_or_end(job, attempt, error=problem)
         await progress.flush()
+        if updates is not None and await updates.close():
+            job = _with_early_posts(job)
         if hit:
             log.info("job %s: answered from the result cache", job_id)
         return await self._finish_or_end(job, attempt, result=response.model_dump(mode="json"))
@@ -157,3 +175,8 @@ class JobRunner:
         if not recorded:
             return Outcome.SKIPPED
         return Outcome.FAILED if error else Outcome.SUCCEEDED
+
+
+def _with_early_posts(job: Job) -> Job:
+    """The job, marked so that its final message replaces the early one (callbacks.py)."""
+    return job.model_copy(update={"callback_options": {**job.callback_options, EARLY_POSTS: "1"}})

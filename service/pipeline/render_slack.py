@@ -160,6 +160,27 @@ def render_summary(response: SummaryResponse, *, source_url: str | None = None) 
     return _message("\n".join(plain_lines), blocks)
 
 
+def render_partial(sentences: list[dict[str, Any]], *, source_url: str | None = None) -> Message:
+    """The sentences verified so far, posted while the rest of the summary is being written."""
+    heading = f"*Summary* of {_link(source_url)}" if source_url else "*Summary* of the pasted text"
+    body = []
+    plain_lines = [heading.replace("*", "")]
+    for index, sentence in enumerate(sentences, start=1):
+        line = f"*{index}.* {escape_mrkdwn(str(sentence.get('text', '')))}"
+        if sentence.get("verdict") != "supported":
+            reason = escape_mrkdwn(str(sentence.get("reason") or "not supported by the cited evidence"))
+            line += f"\n{WARNING} *Not verified against the source:* {reason}"
+        body.extend(_sections(line))
+        plain_lines.append(line.replace("*", ""))
+    count = len(sentences)
+    note = (
+        f":hourglass_flowing_sand: {count} sentence{'s' if count != 1 else ''} checked against the source so far"
+        f"{ELLIPSIS} the full summary with its evidence replaces this message."
+    )
+    blocks = _fit([_section(heading), *body], [_context(note)])
+    return _message("\n".join([*plain_lines, note]), blocks)
+
+
 def render_help(command: str = "/summarize", *, problem: str | None = None) -> Message:
     """Usage help for the slash command (and for a mention with nothing to summarize)."""
     lines = []

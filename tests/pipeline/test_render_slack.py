@@ -24,6 +24,7 @@ from service.pipeline.render_slack import (
     escape_mrkdwn,
     render_error,
     render_help,
+    render_partial,
     render_summary,
     render_working,
     split_text,
@@ -212,3 +213,16 @@ def test_verbatim_sentence_is_not_quoted_twice() -> None:
     message = render_summary(make_response([(sentence, [("s4", sentence)], "supported", None)]))
     text = all_text(message)
     assert text.count(sentence) == 1 and ">[1] _s4_: quoted word for word from the article" in text
+
+
+def test_partial_summary_lists_the_sentences_so_far_escaped_and_flagged() -> None:
+    sentences = [
+        {"text": "Putin has <three> options.", "verdict": "supported", "citations": []},
+        {"text": "He will annex it.", "verdict": "unsupported", "reason": "not in evidence", "citations": []},
+    ]
+    message = render_partial(sentences, source_url="https://example.com/a")
+    assert_valid_block_kit(message)
+    text = all_text(message)
+    assert "*1.* Putin has &lt;three&gt; options." in text and "*2.* He will annex it." in text
+    assert "Not verified against the source:* not in evidence" in text
+    assert "2 sentences checked against the source so far" in text and "https://example.com/a" in text
