@@ -14,6 +14,7 @@ import httpx
 import psutil
 
 from bench.harness import RssSampler, ServiceProcess, client_gc_paused, llm_wait_s, median, percentile, tree_cpu_s
+from bench.hostile import hostile
 from bench.inputs import dev_data_missing, fault_articles, long_text, seed_text
 from service.testing.sim_llm import SimProcess
 
@@ -610,4 +611,5 @@ SECTIONS = {
     "embedded_throughput": embedded_throughput,
     "faults": faults,
     "cache_hit": cache_hit,
+    "hostile": hostile,
 }
