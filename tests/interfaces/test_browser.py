@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import socket
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
@@ -118,6 +119,10 @@ def summarize_on_page(page: Page, base_url: str, text: str, *, policy: str = "dr
     expect(page.locator("#summary .sent").first).to_be_visible()
     accepted = answer.value
     assert accepted.status in (200, 202), accepted.text()
+    if accepted.headers["content-type"].startswith("text/event-stream"):  # the page streams (issue 15)
+        expect(page.locator("#progress")).to_be_hidden()  # the stream is over
+        [done] = [block.splitlines() for block in accepted.text().split("\n\n") if "event: done" in block]
+        return json.loads(next(line[len("data: ") :] for line in done if line.startswith("data: ")))
     if accepted.status == 200:
         return accepted.json()
     # The page asked for a job (Prefer: respond-async); read the finished job's result ourselves.
@@ -368,3 +373,74 @@ def test_unsupported_sentences_show_badge_reason_and_dropped_count(
     page.click("#dropped-count")
     expect(page.locator("#dropped-list li")).to_contain_text(["Russia sent 400 trucks. — " + reason])
     save_screenshot(page, "web-flagged.png", full_page=True)
+
+
+def test_sentences_appear_lit_up_as_they_are_verified_then_the_full_view(
+    page: Page, serve: Callable[[FastAPI], str], embedded_response: dict[str, Any]
+) -> None:
+    """A streamed answer (Accept: text/event-stream): each sentence shows the moment its event arrives."""
+    from fastapi.responses import StreamingResponse
+
+    app = page_only_app()
+    release = threading.Event()  # the stream holds after the first sentence until the test has seen it
+    asked: dict[str, str] = {}
+
+    def event(kind: str, data: dict[str, Any]) -> bytes:
+        return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+
+    def stream() -> Iterator[bytes]:
+        yield event("progress", {"done": 0, "total": 1})
+        first, *rest = embedded_response["summary"]
+        yield event("sentence", first)
+        release.wait(10)
+        for sentence in rest:
+            yield event("sentence", sentence)
+        yield event("done", embedded_response)
+
+    @app.post("/v1/summaries")
+    async def summaries(request: Request) -> StreamingResponse:
+        asked["accept"] = request.headers.get("accept", "")
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    page.goto(serve(app) + "/")
+    page.fill("#text", SEED_TEXT)
+    page.click("#submit")
+    live = page.locator("#summary .sent.live")
+    expect(live).to_have_count(1)
+    expect(live.first).to_have_class(re.compile(r"\blit\b"))
+    expect(live.first.locator(".sent-text")).to_have_text(embedded_response["summary"][0]["text"])
+    expect(live.first.locator(".badge")).to_have_text("supported")
+    expect(page.locator("#meta")).to_contain_text("1 sentence verified so far")
+    expect(page.locator("#submit")).to_be_disabled()  # still streaming
+    assert "text/event-stream" in asked["accept"]
+    release.set()
+    # done: the interactive view, with the article and its evidence
+    expect(page.locator("#summary .sent.live")).to_have_count(0)
+    expect(page.locator("#summary .sent")).to_have_count(len(embedded_response["summary"]))
+    expect(page.locator("#article .src.cited").first).to_be_visible()
+    expect(page.locator("#progress")).to_be_hidden()
+
+
+def test_an_error_event_keeps_the_sentences_already_shown(
+    page: Page, serve: Callable[[FastAPI], str], embedded_response: dict[str, Any]
+) -> None:
+    from fastapi.responses import StreamingResponse
+
+    app = page_only_app()
+    problem = {"type": "urn:citesum:problem:llm-unavailable", "title": "The language model is unavailable",
+               "status": 503, "detail": "the stream was cut after part of the answer was sent; not retried"}
+
+    @app.post("/v1/summaries")
+    async def summaries() -> StreamingResponse:
+        first = embedded_response["summary"][0]
+        body = f"event: sentence\ndata: {json.dumps(first)}\n\nevent: error\ndata: {json.dumps(problem)}\n\n"
+        return StreamingResponse(iter([body.encode()]), media_type="text/event-stream")
+
+    page.goto(serve(app) + "/")
+    page.fill("#text", SEED_TEXT)
+    page.click("#submit")
+    expect(page.locator("#error-title")).to_have_text("The language model is unavailable")
+    expect(page.locator("#error-detail")).to_contain_text("not retried")
+    expect(page.locator("#summary .sent.live")).to_have_count(1)
+    expect(page.locator("#submit")).to_be_enabled()
+

@@ -17,6 +17,7 @@
     timer: null,
     tick: null, // redraws the progress line
     progressNote: "", // "2 of 5 chunks summarized" while a job runs
+    live: { sentences: 0, dropped: 0 }, // what the event stream has shown so far
   };
 
   /** Create an element with attributes and text/element children (strings become text nodes). */
@@ -269,12 +270,11 @@
     try {
       const response = await fetch(API, {
         method: "POST",
-        // A server with the job API answers 202 and a job to poll (so we can show chunks done of
-        // total); one without it ignores the preference and answers 200 with the summary.
+        // Server-Sent Events: each sentence as soon as it is verified, progress, then the whole
+        // answer. An older server answers 200 with JSON, or 202 with a job to poll.
         headers: {
           "Content-Type": "application/json",
-          Accept: "application/json, application/problem+json",
-          Prefer: "respond-async",
+          Accept: "text/event-stream, application/json, application/problem+json",
           ...authHeaders(),
         },
         body: JSON.stringify(body),
@@ -290,6 +290,10 @@
         await followJob(response, state.controller.signal);
         return;
       }
+      if ((response.headers.get("Content-Type") || "").startsWith("text/event-stream")) {
+        await readEvents(response);
+        return;
+      }
       render(await response.json());
     } catch (err) {
       if (err.name === "AbortError") showError("Cancelled", "The request was cancelled; nothing was summarized.");
@@ -299,6 +303,88 @@
     } finally {
       stopProgress();
     }
+  }
+
+  // ---- the event stream ----------------------------------------------------------------------
+
+  /** One SSE block ("event: x\ndata: {...}") as {event, data}, or null for comments and keep-alives. */
+  function parseEvent(block) {
+    let event = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith("event:")) event = line.slice(6).trim();
+      else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+    }
+    return data.length ? { event, data: JSON.parse(data.join("\n")) } : null;
+  }
+
+  /** Read the stream: sentences appear as they are verified; `done` draws the full answer. */
+  async function readEvents(response) {
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    state.live = { sentences: 0, dropped: 0 };
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value.replace(/\r\n/g, "\n");
+      for (let cut = buffer.indexOf("\n\n"); cut >= 0; cut = buffer.indexOf("\n\n")) {
+        const event = parseEvent(buffer.slice(0, cut));
+        buffer = buffer.slice(cut + 2);
+        if (event && onEvent(event)) return;
+      }
+    }
+    showError("The answer stopped early", "The connection closed before the summary was complete.");
+  }
+
+  /** Handle one event; true when the stream is over (done or error). */
+  function onEvent({ event, data }) {
+    if (event === "progress") {
+      showJobProgress({ status: "running", attempts: 1, progress: data });
+    } else if (event === "sentence") {
+      showLiveSentence(data);
+    } else if (event === "dropped") {
+      state.live.dropped += 1;
+      $("meta").textContent = liveNote();
+    } else if (event === "done") {
+      render(data);
+      return true;
+    } else if (event === "error") {
+      // Sentences already shown stay: they were verified.
+      showError(data.title || "The summary failed", data.detail || "");
+      return true;
+    }
+    return false;
+  }
+
+  function liveNote() {
+    const dropped = state.live.dropped ? `, ${state.live.dropped} dropped as unsupported` : "";
+    return `${state.live.sentences} sentence${state.live.sentences === 1 ? "" : "s"} verified so far${dropped}…`;
+  }
+
+  /** A sentence the server has just verified: shown at once, and lit up. */
+  function showLiveSentence(sentence) {
+    if (state.live.sentences === 0) {
+      state.response = null;
+      $("summary").replaceChildren();
+      $("empty-summary").hidden = true;
+      $("dropped").hidden = true;
+      $("article").replaceChildren(el("p", { className: "muted" }, "The article, with the evidence of each sentence, appears when the summary is complete."));
+      $("sentence-count").textContent = "";
+      $("backrefs").textContent = "";
+      $("result").hidden = false;
+    }
+    state.live.sentences += 1;
+    const { badge } = badgeFor(sentence, $("policy").value);
+    const cites = el("span", { className: "cites", "aria-label": "cites" },
+      ...[...new Set(sentence.citations.map((c) => c.sentence_id))].map((id) => el("span", { className: "cite" }, id)));
+    const item = el("div", { className: `sent live ${sentence.verdict === "supported" ? "supported" : "unsupported"}` },
+      el("span", { className: "num" }, `${state.live.sentences}`),
+      el("span", { className: "sent-body" },
+        el("span", { className: "sent-text" }, sentence.text),
+        el("span", { className: "sent-meta" }, badge, cites)));
+    $("summary").append(el("li", {}, item));
+    requestAnimationFrame(() => item.classList.add("lit"));
+    $("meta").textContent = liveNote();
   }
 
   // ---- rendering ---------------------------------------------------------------------------
