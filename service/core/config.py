@@ -37,8 +37,8 @@ class Settings(BaseSettings):
     """The model's context window; the chunk budget is this minus the prompt and completion reserve."""
     completion_max_tokens: int = Field(default=1_200, ge=64)
     """`max_tokens` for each model reply."""
-    structured_output: Literal["json_schema", "json_object", "none"] = "json_schema"
-    """Starting response format; a server that refuses it is asked again with the next plainer one."""
+    structured_output: Literal["json_schema", "json_object_schema", "json_object", "none"] = "json_schema"
+    """Starting response format (`json_object_schema`: the schema inside a json_object format, as llama-cpp-python's server reads it); a server that refuses one is asked again with the next plainer one."""
     llm_stream: bool = True
     """Stream the model's reply (`stream: true`) when the caller streams the summary (SSE, `--stream`, Slack)."""
     temperature: float = 0.0

@@ -205,6 +205,8 @@ class LLMClient:
     def _response_format(self, schema_name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
         if self.structured_output == "json_schema":
             return {"type": "json_schema", "json_schema": {"name": schema_name, "schema": schema, "strict": True}}
+        if self.structured_output == "json_object_schema":  # llama-cpp-python's server: a grammar from the schema
+            return {"type": "json_object", "schema": schema}
         if self.structured_output == "json_object":
             return {"type": "json_object"}
         return None
@@ -324,7 +326,7 @@ class LLMClient:
         while True:
             try:
                 return await self._create(messages, self._response_format(schema_name, schema), sink)
-            except openai.BadRequestError as exc:
+            except openai.APIStatusError as exc:
                 if not self._downgrade_structured_output(exc):
                     raise
 
@@ -334,12 +336,19 @@ class LLMClient:
         exc = state.outcome.exception() if state.outcome else None
         log.warning("llm transport retry %d: %s", state.attempt_number, type(exc).__name__)
 
-    def _downgrade_structured_output(self, exc: openai.BadRequestError) -> bool:
-        """Step json_schema → json_object → none when the server says it cannot do the mode."""
+    def _downgrade_structured_output(self, exc: openai.APIStatusError) -> bool:
+        """Step json_schema → json_object_schema → json_object → none when the server refuses the mode.
+
+        A refusal is a 400 or 422 naming the response format, or a 500 naming it: llama-cpp-python's
+        server (0.3.x) answers `json_schema` with HTTP 500 "Input should be 'text' or 'json_object'"
+        (tests/pipeline/real_replies/), which would otherwise be retried as a server fault.
+        """
+        if exc.status_code not in (400, 422, 500):
+            return False
         text = str(exc.message).lower()
         if "response_format" not in text and "json_schema" not in text and "json_object" not in text:
             return False
-        order = ["json_schema", "json_object", "none"]
+        order = ["json_schema", "json_object_schema", "json_object", "none"]
         position = order.index(self.structured_output)
         if position == len(order) - 1:
             return False

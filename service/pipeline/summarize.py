@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,25 +42,51 @@ from service.verifier.verify import DEFAULT_THRESHOLD, SourceIndex, Verification
 Progress = Callable[[int, int], None]
 OnDraft = Callable[["Draft"], None]  # a final summary draft, handed on as soon as it is written
 
-SUMMARY_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "sentences": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "text": {"type": "string"},
-                    "citations": {"type": "array", "items": {"type": "string"}},
+# Citation ids are listed in the schema (an enum) up to this many; past it, a pattern. A server that
+# turns the schema into a grammar (llama.cpp) then cannot emit an id the model was not shown.
+MAX_ENUM_IDS = 200
+MAX_CITATIONS = 3  # the prompts ask for 1 to 3 ids per sentence
+
+
+def summary_schema(ids: Iterable[str], max_sentences: int) -> dict[str, Any]:
+    """JSON schema of a cited summary: at most `max_sentences` sentences, each citing 1-3 of `ids`.
+
+    A real 0.5B model under llama.cpp's grammar, given only `"citations": array of string`, cited
+    all 35 ids of the seed article for one sentence (tests/pipeline/real_replies/); the bounds and
+    the id list make that reply impossible rather than merely invalid.
+    """
+    listed = sorted(set(ids), key=_id_order)
+    citation: dict[str, Any] = (
+        {"type": "string", "enum": listed} if 0 < len(listed) <= MAX_ENUM_IDS else {"type": "string", "pattern": "^s[0-9]+$"}
+    )
+    return {
+        "type": "object",
+        "properties": {
+            "sentences": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": max(1, max_sentences),
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "text": {"type": "string"},
+                        "citations": {"type": "array", "items": citation, "minItems": 1, "maxItems": MAX_CITATIONS},
+                    },
+                    "required": ["text", "citations"],
+                    "additionalProperties": False,
                 },
-                "required": ["text", "citations"],
-                "additionalProperties": False,
-            },
-        }
-    },
-    "required": ["sentences"],
-    "additionalProperties": False,
-}
+            }
+        },
+        "required": ["sentences"],
+        "additionalProperties": False,
+    }
+
+
+def _id_order(sentence_id: str) -> tuple[int, str]:
+    digits = sentence_id[1:]
+    return (int(digits), sentence_id) if digits.isdigit() else (1 << 30, sentence_id)
+
+
 # Template text, the title and the completion, reserved out of the context window.
 PROMPT_OVERHEAD_TOKENS = 400
 
@@ -140,7 +166,12 @@ class LLMDrafter:
         return chunk_budget(self.settings.context_window_tokens, reserved, self.settings.chunk_tokens)
 
     async def _ask(
-        self, messages: list[dict[str, str]], allowed: set[str], run: Run, on_draft: OnDraft | None = None
+        self,
+        messages: list[dict[str, str]],
+        allowed: set[str],
+        run: Run,
+        max_sentences: int,
+        on_draft: OnDraft | None = None,
     ) -> list[Draft]:
         """The model's drafts; with `on_draft`, the reply is streamed and each draft handed on once written."""
         sending = on_request_sent.set(run.model_called.set)
@@ -157,7 +188,7 @@ class LLMDrafter:
             result = await self.llm.complete_json(
                 messages,
                 schema_name="cited_summary",
-                schema=SUMMARY_SCHEMA,
+                schema=summary_schema(allowed, max_sentences),
                 validate=validate_summary_reply,
                 sink=sink,
             )
@@ -201,7 +232,7 @@ class LLMDrafter:
                 parts=None,
                 excerpt=excerpt,
             )
-            drafts = await self._ask(messages, all_ids, run, on_draft)
+            drafts = await self._ask(messages, all_ids, run, max_sentences, on_draft)
             if progress:
                 progress(1, 1)
             return drafts, 1
@@ -223,7 +254,7 @@ class LLMDrafter:
                     parts=len(chunks),
                     excerpt=excerpt,
                 )
-                drafts = await self._ask(messages, set(chunk.ids), run)
+                drafts = await self._ask(messages, set(chunk.ids), run, per_chunk)
             done += 1
             if progress:
                 progress(done, len(chunks))
@@ -239,7 +270,7 @@ class LLMDrafter:
             max_sentences=max_sentences,
             lines=[{"ids": d.cited_ids, "text": d.text} for d in partial],
         )
-        return await self._ask(messages, all_ids, run, on_draft), len(chunks)
+        return await self._ask(messages, all_ids, run, max_sentences, on_draft), len(chunks)
 
     async def condense(
         self, document: Document, sentences: list[Sentence], run: Run
@@ -270,7 +301,7 @@ class LLMDrafter:
                 }
             )
         messages = self.repair_prompt.render(max_sentences=len(failing), items=items)
-        return await self._ask(messages, set(index.by_id), run)
+        return await self._ask(messages, set(index.by_id), run, len(failing))
 
 
 class ExtractiveDrafter:
