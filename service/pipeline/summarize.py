@@ -123,6 +123,10 @@ def validate_summary_reply(data: dict[str, Any]) -> None:
         citations = item.get("citations")
         if not isinstance(citations, list) or not all(isinstance(c, str) for c in citations):
             raise InvalidOutput(f'sentence {i} needs "citations": a list of sentence ids like "s3"')
+        if len(citations) > MAX_CITATIONS:  # a real 0.5B model cited all 35 ids of the seed for one sentence
+            raise InvalidOutput(
+                f"sentence {i} cites {len(citations)} ids; cite only the 1 to {MAX_CITATIONS} lines that state it"
+            )
 
 
 def drafts_from_reply(data: dict[str, Any], allowed_ids: set[str], run: Run) -> list[Draft]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +15,8 @@ from service.core.errors import LLMBadOutput, LLMTimeout, LLMUnavailable
 from service.pipeline.llm import InvalidOutput, LLMClient, on_request_sent, parse_json_reply, retry_after_seconds
 from service.pipeline.streaming import SentenceStream
 from tests.conftest import CHAT_URL, SSE_HEADERS, chat_completion, cited, sse_chunks
+
+REAL_REPLIES = Path(__file__).resolve().parent / "real_replies"
 
 SCHEMA = {"type": "object"}
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -145,12 +148,42 @@ async def test_a_completion_without_usable_content_is_reasked(
 
 async def test_server_without_json_schema_falls_back(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
     httpx_mock.add_response(url=CHAT_URL, status_code=400, json={"error": {"message": "response_format json_schema is not supported"}})
+    httpx_mock.add_response(url=CHAT_URL, status_code=400, json={"error": {"message": "response_format.schema: extra fields not permitted"}})
     httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited(("A.", ["s1"]))))
     client = LLMClient(llm_settings)
     result = await client.complete_json(MESSAGES, schema_name="x", schema=SCHEMA)
     await client.aclose()
     assert result.attempts == 1 and client.structured_output == "json_object"
-    assert json.loads(httpx_mock.get_requests()[1].content)["response_format"] == {"type": "json_object"}
+    formats = [json.loads(r.content)["response_format"] for r in httpx_mock.get_requests()]
+    assert [f["type"] for f in formats] == ["json_schema", "json_object", "json_object"]
+    assert formats[1] == {"type": "json_object", "schema": SCHEMA} and formats[2] == {"type": "json_object"}
+
+
+async def test_llama_cpp_server_refusing_json_schema_with_a_500_steps_down_without_retries(
+    httpx_mock: HTTPXMock, llm_settings: Settings
+) -> None:
+    # The real reply of llama-cpp-python 0.3.36's server to response_format json_schema: HTTP 500.
+    # Before, it was retried as a server fault (4 calls) and the summary failed with 503.
+    refusal = json.loads((REAL_REPLIES / "llama_cpp_500_json_schema_refused.json").read_text(encoding="utf-8"))
+    httpx_mock.add_response(url=CHAT_URL, status_code=500, json=refusal)
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited(("A.", ["s1"]))))
+    client = LLMClient(llm_settings)
+    result = await client.complete_json(MESSAGES, schema_name="x", schema=SCHEMA)
+    await client.aclose()
+    assert result.attempts == 1 and client.retries == 0 and client.structured_output == "json_object_schema"
+    second = json.loads(httpx_mock.get_requests()[1].content)["response_format"]
+    assert second == {"type": "json_object", "schema": SCHEMA}  # what llama.cpp turns into a grammar
+
+
+async def test_a_500_that_does_not_name_the_response_format_is_still_retried(
+    httpx_mock: HTTPXMock, llm_settings: Settings
+) -> None:
+    httpx_mock.add_response(url=CHAT_URL, status_code=500, json={"error": {"message": "out of memory"}})
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(cited(("A.", ["s1"]))))
+    client = LLMClient(llm_settings)
+    result = await client.complete_json(MESSAGES, schema_name="x", schema=SCHEMA)
+    await client.aclose()
+    assert result.attempts == 2 and client.structured_output == "json_schema"
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -22,6 +23,7 @@ from service.pipeline.segment import segment
 from service.pipeline.summarize import summarize_request
 from tests.conftest import CHAT_URL, chat_completion, cited
 
+REAL_REPLIES = Path(__file__).resolve().parent / "real_replies"
 LINE = re.compile(r"^\[(s\d+(?:, s\d+)*)\] (.+)$", re.M)
 
 
@@ -113,6 +115,31 @@ async def test_citations_to_unknown_ids_never_pass_through(httpx_mock: HTTPXMock
     response = await run(llm_settings, text=seed_text)
     cited_ids = {c.sentence_id for s in response.summary for c in s.citations}
     assert cited_ids == {ids["400km"]}
+
+
+async def test_the_real_reply_citing_every_id_is_reasked_and_the_schema_bounds_citations(
+    httpx_mock: HTTPXMock, llm_settings: Settings, seed_text: str
+) -> None:
+    # Qwen2.5-Coder-0.5B under llama.cpp's grammar, asked with the schema before it was bounded, wrote
+    # the title as its one sentence and cited every id of the seed article (recorded reply).
+    recorded = json.loads((REAL_REPLIES / "seed_unbounded_schema_cites_every_id.json").read_text(encoding="utf-8"))
+    real_content = recorded["reply"]["choices"][0]["message"]["content"]
+    assert len(json.loads(real_content)["sentences"][0]["citations"]) > 3
+    ids = await seed_ids(seed_text, llm_settings)
+    httpx_mock.add_response(url=CHAT_URL, json=recorded["reply"])
+    httpx_mock.add_response(
+        url=CHAT_URL,
+        json=chat_completion(cited(("Two convoys of unmarked trucks were filmed 400km from the Belarusian border.", [ids["400km"]]))),
+    )
+    response = await run(llm_settings, text=seed_text, max_sentences=4)
+    assert response.usage.reasks == 1 and [s.verdict for s in response.summary] == ["supported"]
+    first, second = (json.loads(r.content) for r in httpx_mock.get_requests())
+    assert "cites" in second["messages"][-1]["content"] and "1 to 3" in second["messages"][-1]["content"]
+    schema = first["response_format"]["json_schema"]["schema"]["properties"]["sentences"]
+    citations = schema["items"]["properties"]["citations"]
+    shown = [s.id for s in segment(response.document.text)]
+    assert (schema["minItems"], schema["maxItems"]) == (1, 4)
+    assert (citations["minItems"], citations["maxItems"]) == (1, 3) and citations["items"]["enum"] == shown
 
 
 CATCHES = [
