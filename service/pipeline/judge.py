@@ -10,7 +10,7 @@ from service.pipeline.llm import InvalidOutput, LLMClient
 from service.pipeline.prompts import load_prompt
 from service.verifier.verify import SourceIndex, Verification
 
-__all__ = ["JUDGE_SCHEMA", "JudgeCost", "is_unsure", "judge_verifications"]
+__all__ = ["JUDGE_SCHEMA", "JudgeCost", "is_unsure", "judge_schema", "judge_verifications"]
 
 JUDGE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -32,6 +32,23 @@ JUDGE_SCHEMA: dict[str, Any] = {
     "required": ["verdicts"],
     "additionalProperties": False,
 }
+
+
+def judge_schema(count: int) -> dict[str, Any]:
+    """JUDGE_SCHEMA for `count` sentences: exactly `count` verdicts, each index one of 0..count-1.
+
+    Asked about one sentence with the unbounded schema, Qwen2.5-Coder-0.5B under llama.cpp's grammar
+    gave two verdicts, indexes 0 and 1, one per half of the evidence (tests/pipeline/real_replies/).
+    """
+    verdicts = JUDGE_SCHEMA["properties"]["verdicts"]
+    item = {
+        **verdicts["items"],
+        "properties": {**verdicts["items"]["properties"], "index": {"type": "integer", "enum": list(range(count))}},
+    }
+    return {
+        **JUDGE_SCHEMA,
+        "properties": {"verdicts": {**verdicts, "items": item, "minItems": count, "maxItems": count}},
+    }
 
 
 @dataclass
@@ -108,7 +125,7 @@ async def judge_verifications(
     ]
     messages = load_prompt("judge").render(items=items)
     result = await llm.complete_json(
-        messages, schema_name="judge_verdicts", schema=JUDGE_SCHEMA, validate=_validator(len(unsure))
+        messages, schema_name="judge_verdicts", schema=judge_schema(len(unsure)), validate=_validator(len(unsure))
     )
     cost.calls += 1
     cost.prompt_tokens += result.prompt_tokens

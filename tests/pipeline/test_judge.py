@@ -16,6 +16,8 @@ from service.pipeline.segment import segment
 from service.verifier.verify import SourceIndex, Verification
 from tests.conftest import CHAT_URL, SEED_ARTICLE, chat_completion
 
+REAL_REPLIES = Path(__file__).resolve().parent / "real_replies"
+
 
 @pytest.fixture(scope="module")
 def index() -> SourceIndex:
@@ -86,6 +88,26 @@ async def test_invalid_verdicts_are_reasked_once(
     await llm.aclose()
     assert result[0].verdict == "supported" and result[0].reason is None and result[0].score >= 0.5
     assert len(httpx_mock.get_requests()) == 2 and cost.calls == 1 and cost.changed == 1
+
+
+async def test_the_real_two_verdicts_for_one_sentence_reply_is_reasked_and_the_schema_fixes_the_count(
+    httpx_mock: HTTPXMock, llm_settings: Settings, index: SourceIndex
+) -> None:
+    # Qwen2.5-Coder-0.5B under llama.cpp's grammar, asked about one sentence with the unbounded schema,
+    # answered with verdicts for indexes 0 and 1 (recorded reply); eval-verifier --llm then stopped.
+    recorded = json.loads((REAL_REPLIES / "judge_index_out_of_range.json").read_text(encoding="utf-8"))
+    assert [v["index"] for v in json.loads(recorded["reply"]["choices"][0]["message"]["content"])["verdicts"]] == [0, 1]
+    httpx_mock.add_response(url=CHAT_URL, json=recorded["reply"])
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(verdicts((0, True, "stated in s13"))))
+    checked = [Verification("unsupported", 0.45, ["s13"], reason="word 'x' not in evidence")]
+    llm = LLMClient(llm_settings)
+    result = await judge_verifications(["The group cited eyewitnesses."], checked, index, llm, threshold=0.5, band=0.15)
+    await llm.aclose()
+    assert result[0].verdict == "supported"
+    first = json.loads(httpx_mock.get_requests()[0].content)["response_format"]["json_schema"]["schema"]
+    verdict_list = first["properties"]["verdicts"]
+    assert (verdict_list["minItems"], verdict_list["maxItems"]) == (1, 1)
+    assert verdict_list["items"]["properties"]["index"] == {"type": "integer", "enum": [0]}
 
 
 def test_eval_verifier_with_llm_reports_cost(
