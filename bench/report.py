@@ -17,6 +17,8 @@ TARGETS: dict[str, tuple[str, str, Any]] = {
     "throughput_errors": ("throughput", "= 0", lambda v: v == 0),
     "fault_recall": ("faults", "≥ 0.95", lambda v: v >= 0.95),
     "clean_kept": ("faults", "≥ 0.95", lambda v: v >= 0.95),
+    "meaning_recall": ("meaning_faults", "≥ 0.85", lambda v: v >= 0.85),
+    "meaning_clean_kept": ("meaning_faults", "≥ 0.95", lambda v: v >= 0.95),
     "cache_hit_llm_calls": ("cache_hit", "= 0", lambda v: v == 0),
     "peak_rss_mb": ("throughput", "(reported)", None),
 }
@@ -73,7 +75,8 @@ def markdown(result: dict[str, Any]) -> str:
         _row("---", "---", "---", "---"),
     ]
     for key, (_, target, _) in TARGETS.items():
-        lines.append(_row(key, result["summary"].get(key), target, result["verdicts"][key]))
+        # .get: a result written before a target existed has no verdict for it
+        lines.append(_row(key, result["summary"].get(key), target, result["verdicts"].get(key, "not run")))
     sections = result["sections"]
 
     def skipped(name: str) -> bool:
@@ -208,6 +211,28 @@ def markdown(result: dict[str, Any]) -> str:
             lines += [
                 f"- {e['kind']} {e['outcome']} ({e['detail']}): {e['text']}" for e in s["examples_missed_or_dropped"]
             ]
+    if not skipped("meaning_faults"):
+        s = sections["meaning_faults"]
+        lines += [
+            "",
+            "## 5. Meaning changes (verifier in process, bench/meaning_faults.py TEST generator)",
+            "",
+            "Human labels first: grouped 5-fold out-of-fold balanced accuracy on FRANK (the shipped procedure; "
+            "`python -m service eval-verifier` gives every dev file):",
+            "",
+            _row("FRANK group", "n", "balanced accuracy", "AUC"),
+            _row(*["---"] * 4),
+        ]
+        for name, v in sorted(s["human_labels_out_of_fold"].items()):
+            lines.append(_row(name, v["n"], v["balanced_accuracy"], v["auc"]))
+        lines += ["", _row("sentence kind", "caught / kept", "missed / dropped", "recall"), _row(*["---"] * 4)]
+        for kind, v in sorted(s["outcomes"].items()):
+            good = v.get("kept", 0) if kind.startswith("clean") else v.get("caught", 0)
+            bad = v.get("dropped", 0) if kind.startswith("clean") else v.get("missed", 0)
+            lines.append(_row(kind, good, bad, s["recall_by_kind"].get(kind, "")))
+        if s.get("examples_missed_or_dropped"):
+            lines += ["", "Missed / dropped (first few per kind):", ""]
+            lines += [f"- {e['kind']} {e['outcome']} ({e['reason']}): {e['text']}" for e in s["examples_missed_or_dropped"]]
     if not skipped("cache_hit"):
         s = sections["cache_hit"]
         j, r = s["jobs"], s["summaries_repeat"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import re
 import ssl
 import time
 import uuid
@@ -541,6 +543,77 @@ async def faults(bench: Bench) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
+# 5. Meaning changes, verifier in process (test generator only)
+# ---------------------------------------------------------------------------------------------
+
+
+def _lowercase_name_fault(sentence: str, names: list[str], rng: random.Random) -> str | None:
+    """The sentence lower-cased with one of its names swapped for another name of the article."""
+    words = re.findall(r"(?<=[a-z,] )[A-Z][a-z]{2,}", sentence)
+    others = [n for n in names if n not in sentence]
+    if not words or not others:
+        return None
+    old = rng.choice(words)
+    return sentence.replace(old, rng.choice(others), 1).lower()
+
+
+async def meaning_faults(bench: Bench) -> dict[str, Any]:
+    """Meaning changes (antonym, hedge, bound, unit, date, invented clause, lower-cased name) made by the
+    TEST generator of bench/meaning_faults.py on article sentences, each verified against the sentence
+    it came from; and the human-label numbers the shipped weights were chosen by, first."""
+    if reason := dev_data_missing():
+        return {"skipped": reason}
+    from bench.meaning_faults import TEST, make_faults
+    from service.pipeline.segment import segment
+    from service.verifier.scoring import load_model
+    from service.verifier.verify import SourceIndex, verify_claim
+
+    human = load_model().info.get("grouped_cv_out_of_fold", {})
+    outcomes: dict[str, dict[str, int]] = {}
+    examples: list[dict[str, str]] = []
+
+    def record(kind: str, outcome: str, text: str, reason: str | None) -> None:
+        outcomes.setdefault(kind, {}).setdefault(outcome, 0)
+        outcomes[kind][outcome] += 1
+        if outcome in ("missed", "dropped") and sum(e["kind"] == kind for e in examples) < 2:
+            examples.append({"kind": kind, "outcome": outcome, "text": text[:200], "reason": reason or ""})
+
+    for number, article in enumerate(fault_articles(bench.n(30, 100))):
+        rng = random.Random(f"meaning-{number}")
+        index = SourceIndex(segment(article))
+        names = sorted(set(re.findall(r"(?<=[a-z,] )[A-Z][a-z]{2,}", article)))
+        for sentence in index.sentences[:15]:
+            if len(sentence.text.split()) < 6:
+                continue
+            clean = verify_claim(sentence.text, [sentence.id], index)
+            record("clean", "kept" if clean.verdict == "supported" else "dropped", sentence.text, clean.reason)
+            faults = make_faults(sentence.text, TEST, rng)
+            lowered = _lowercase_name_fault(sentence.text, names, rng)
+            if lowered is not None:
+                faults["lowercase_name"] = lowered
+                kept = verify_claim(sentence.text.lower(), [sentence.id], index)
+                record("clean_lowercase", "kept" if kept.verdict == "supported" else "dropped", sentence.text,
+                       kept.reason)
+            for kind, text in faults.items():
+                result = verify_claim(text, [sentence.id], index)
+                record(kind, "caught" if result.verdict == "unsupported" else "missed", text, result.reason)
+    faulted = {k: v for k, v in outcomes.items() if not k.startswith("clean")}
+    caught = sum(v.get("caught", 0) for v in faulted.values())
+    missed = sum(v.get("missed", 0) for v in faulted.values())
+    clean = outcomes.get("clean", {})
+    return {
+        "human_labels_out_of_fold": human,
+        "generator": TEST.name,
+        "outcomes": outcomes,
+        "recall_by_kind": {k: round(v.get("caught", 0) / max(1, v.get("caught", 0) + v.get("missed", 0)), 3)
+                           for k, v in sorted(faulted.items())},
+        "meaning_recall": round(caught / max(1, caught + missed), 4),
+        "meaning_clean_kept": round(clean.get("kept", 0) / max(1, clean.get("kept", 0) + clean.get("dropped", 0)), 4),
+        "examples_missed_or_dropped": examples,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
 # 6. Cache hit
 # ---------------------------------------------------------------------------------------------
 
@@ -610,6 +683,7 @@ SECTIONS = {
     "throughput": throughput,
     "embedded_throughput": embedded_throughput,
     "faults": faults,
+    "meaning_faults": meaning_faults,
     "cache_hit": cache_hit,
     "hostile": hostile,
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import simplemma
 
 from service.core.memo import short_key_cache, sized_cache
 
-__all__ = ["Analysis", "Lexicon", "analyze", "lemma", "lexicon"]
+__all__ = ["Analysis", "Lexicon", "Quantity", "analyze", "lemma", "lexicon"]
 
 
 @dataclass(frozen=True)
@@ -28,14 +28,25 @@ class Lexicon:
     weak_negation_cues: frozenset[str]  # 'few', 'little': negate without a clear scope
     auxiliaries: frozenset[str]
     negation_scope_skips: frozenset[str]  # 'longer' in 'no longer hand': part of the cue, not its scope
+    weekdays: frozenset[str] = frozenset()
+    hedge_cues: frozenset[str] = frozenset()  # 'could', 'allegedly': the statement after them is not a fact
+    hedge_keepers: frozenset[str] = frozenset()  # words that keep a claim hedged ('would', 'accused', 'if')
+    bounds: tuple[tuple[str, str], ...] = ()  # ('at least', 'lower'), longest phrase first
+    currency_symbols: dict[str, str] = field(default_factory=dict)
+    currency_words: dict[str, str] = field(default_factory=dict)
+    scales: dict[str, str] = field(default_factory=dict)
+    measures: dict[str, str] = field(default_factory=dict)
+    date_prepositions: frozenset[str] = frozenset()
+    verb_forms: dict[str, str] = field(default_factory=dict)  # irregular past forms the lemmatizer misses ('rose')
 
 
 @cache
 def lexicon() -> Lexicon:
     """Load the shipped word lists once."""
     raw = json.loads((Path(__file__).parent / "data" / "lexicon.json").read_text(encoding="utf-8"))
+    wordnet = json.loads((Path(__file__).parent / "data" / "antonyms_wordnet.json").read_text(encoding="utf-8"))
     antonyms: dict[str, set[str]] = {}
-    for left, right in raw["antonyms"]:
+    for left, right in [*raw["antonyms"], *wordnet["pairs"]]:
         antonyms.setdefault(left, set()).add(right)
         antonyms.setdefault(right, set()).add(left)
     return Lexicon(
@@ -47,6 +58,17 @@ def lexicon() -> Lexicon:
         weak_negation_cues=frozenset(raw["weak_negation_cues"]),
         auxiliaries=frozenset(raw["auxiliaries"]),
         negation_scope_skips=frozenset(raw["negation_scope_skips"]),
+        weekdays=frozenset(raw["weekdays"]),
+        hedge_cues=frozenset(raw["hedge_cues"]),
+        hedge_keepers=frozenset(raw["hedge_keepers"]),
+        bounds=tuple(sorted(((phrase, kind) for kind, phrases in raw["bounds"].items() for phrase in phrases),
+                            key=lambda pair: -len(pair[0]))),
+        currency_symbols=dict(raw["units"]["currency_symbols"]),
+        currency_words=dict(raw["units"]["currency_words"]),
+        scales=dict(raw["units"]["scale"]),
+        measures=dict(raw["units"]["measure"]),
+        date_prepositions=frozenset(raw["date_prepositions"]),
+        verb_forms=dict(raw["verb_forms"]),
     )
 
 
@@ -132,8 +154,119 @@ class Analysis:
     lower_words: frozenset[str]  # words written in lower case here (so not proper nouns)
     lowercased: bool  # no capital letter at all (tokenised datasets, chat output): names need the source
     repeated: int  # content lemmas used more than once, a sign of a degenerate summary
+    quantities: tuple[Quantity, ...]  # numerals with their currency, scale, unit and bound ('more than £5m')
+    hedged_words: frozenset[str]  # content lemmas a hedge governs ('could face' → face)
+    hedge_cues_used: tuple[str, ...]  # the hedges themselves, in order ('could', 'allegedly')
+    keeps_hedge: bool  # any hedge or hedge keeper ('would', 'accused', 'if'): the sentence does not assert
+    dates: frozenset[str]  # month and weekday names (an ambiguous 'may'/'march' only in a date context)
 
     joined: str  # tokens joined by single spaces and padded, for contiguous-phrase search
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A numeral and what is attached to it: '£330m' → value 330, currency gbp, scale million."""
+
+    value: str
+    currency: str
+    scale: str
+    measure: str
+    bound: str  # 'lower' (at least, more than), 'upper' (at most, nearly), 'approx' (about) or ''
+    qualifier: str  # the words that set the bound ('more than'), for reasons
+    text: str  # as written, for reasons
+
+    def conflicts(self, other: Quantity) -> bool:
+        """True when the same value is attached to a different currency, scale or unit."""
+        return any(a and b and a != b for a, b in ((self.currency, other.currency), (self.scale, other.scale),
+                                                   (self.measure, other.measure)))
+
+
+_QUANTITY = re.compile(
+    r"(?P<cur>(?:us|a|c|hk)?[£$€¥])?\s?(?P<num>\d+(?:[.,]\d+)*)"
+    r"(?:\s?(?P<unit>%|per ?cent\b|[^\W\d_]+(?:/h)?))?(?:\s(?P<unit2>[^\W\d_]+))?",
+    re.IGNORECASE,
+)
+
+
+def _quantities(normal: str, lex: Lexicon) -> tuple[Quantity, ...]:
+    found = []
+    for match in _QUANTITY.finditer(normal):
+        currency = lex.currency_symbols.get((match.group("cur") or "").lower(), "")
+        scale = measure = ""
+        end = match.end("num")
+        for group in ("unit", "unit2"):
+            word = match.group(group)
+            if not word:
+                break
+            word = word.lower().replace(" ", "")
+            if word == "percent":
+                word = "%"
+            if word in lex.scales and not scale and not measure:
+                scale = lex.scales[word]
+            elif word == "m" and not scale and not measure:
+                # '£330m' is money; a bare '100m' may be metres: leave it open.
+                scale = "million" if currency else ""
+            elif word == "b" and currency and not scale:
+                scale = "billion"
+            elif word in lex.currency_words and not currency:
+                currency = lex.currency_words[word]
+            elif word in lex.measures and not measure:
+                measure = lex.measures[word]
+            else:
+                break
+            end = match.end(group)
+        before = " " + normal[max(0, match.start() - 30) : match.start()].lower().rstrip()
+        qualifier, bound = next(((phrase, kind) for phrase, kind in lex.bounds if before.endswith(" " + phrase)),
+                                ("", ""))
+        found.append(Quantity(_number_value(match.group("num")), currency, scale, measure, bound, qualifier,
+                              normal[match.start() : end].strip()))
+    return tuple(found)
+
+
+def _hedges(tokens: tuple[str, ...], lemmas: tuple[str, ...], content: frozenset[str], names: set[str],
+            lex: Lexicon) -> tuple[frozenset[str], tuple[str, ...], bool]:
+    """(content lemmas a hedge governs, the hedges used, whether anything keeps the sentence unasserted)."""
+    governed: set[str] = set()
+    cues: list[str] = []
+    keeps = False
+    for i, tok in enumerate(tokens):
+        if tok in ("may", "march") and (tok in names or _dated(tokens, i, lex)):
+            continue  # the month, not the modal
+        if tok in lex.hedge_keepers:
+            keeps = True
+        if tok not in lex.hedge_cues:
+            continue
+        # 'plans to', 'expected to', 'set to' hedge only as a verb of intention, not 'the plan'.
+        if tok.endswith(("s", "ed", "ing", "plan", "hope", "expect")) and tok not in (
+                "allegedly", "reportedly", "apparently", "possibly", "alleged", "suspected", "rumoured",
+                "rumored", "unconfirmed", "perhaps") and (i + 1 >= len(tokens) or tokens[i + 1] != "to"):
+            continue
+        keeps = True
+        cues.append(tok)
+        # Like a negation, a hedge governs the first content word after it ('could face', 'allegedly stole').
+        for j in range(i + 1, min(i + 5, len(tokens))):
+            if lemmas[j] in content and tokens[j] not in lex.hedge_cues:
+                governed.add(lemmas[j])
+                break
+    return frozenset(governed), tuple(cues), keeps
+
+
+def _dated(tokens: tuple[str, ...], i: int, lex: Lexicon) -> bool:
+    """True when the word at i sits where a month would: beside a numeral or after 'in', 'since' …"""
+    near = [tokens[k] for k in (i - 1, i + 1) if 0 <= k < len(tokens)]
+    return any(t[0].isdigit() for t in near) or (i > 0 and tokens[i - 1] in lex.date_prepositions)
+
+
+def _dates(tokens: tuple[str, ...], names: set[str], lex: Lexicon) -> frozenset[str]:
+    found = set()
+    for i, tok in enumerate(tokens):
+        word = _MONTH_ABBREVIATIONS.get(tok, tok) if tok in ("sept", "aug", "dec", "jan", "feb", "oct", "nov") else tok
+        if word in ("may", "march"):
+            if word in names or _dated(tokens, i, lex):
+                found.add(word)
+        elif word in lex.months or word in lex.weekdays:
+            found.add(word)
+    return frozenset(found)
 
 
 def _names(text: str, stopwords: frozenset[str]) -> set[str]:
@@ -216,6 +349,8 @@ def analyze(text: str) -> Analysis:
                 first = i - 1 if i > 0 and tokens[i - 1] in lex.auxiliaries else i
                 phrases.setdefault(lemmas[j], " ".join(tokens[first : j + 1]))
                 break
+    names = _names(normal, lex.stopwords)
+    hedged_words, hedge_cues_used, keeps_hedge = _hedges(tokens, lemmas, content, names, lex)
     quotes = tuple(
         q for q in (tuple(t.lower() for t in _TOKEN.findall(m.group(1))) for m in _QUOTE.finditer(normal))
         if len(q) >= 3
@@ -227,7 +362,7 @@ def analyze(text: str) -> Analysis:
         content=content,
         bigrams=frozenset(zip(lemmas, lemmas[1:], strict=False)),
         numbers=frozenset(numbers),
-        names=frozenset(_names(normal, lex.stopwords)),
+        names=frozenset(names),
         quotes=quotes,
         negated=frozenset(negated),
         negation_phrases=phrases,
@@ -237,4 +372,9 @@ def analyze(text: str) -> Analysis:
         lower_words=frozenset(t for t in raw_tokens if t.islower()),
         lowercased=text == text.lower(),
         repeated=sum(1 for n in Counter(lm for lm in lemmas if lm in content).values() if n > 1),
+        quantities=_quantities(normal, lex) if numbers else (),
+        hedged_words=hedged_words,
+        hedge_cues_used=hedge_cues_used,
+        keeps_hedge=keeps_hedge,
+        dates=_dates(tokens, names, lex),
     )

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from service.verifier.analysis import Analysis, is_dictionary_word, lemma_free, lexicon
+from service.verifier.meaning import check_meaning
 
 __all__ = ["FEATURE_NAMES", "FEATURE_SIGNS", "Comparison", "SourceVocabulary", "compare"]
 
@@ -29,6 +30,11 @@ FEATURE_NAMES: tuple[str, ...] = (
     "names_not_in_source",  # names that occur nowhere in the source (capped at 3)
     "numbers_not_in_source",  # numbers that occur nowhere in the source (capped at 2)
     "repeated_words",  # content lemmas the claim repeats (capped at 2): degenerate output
+    "modality_shift",  # the evidence hedges what the claim asserts ('could face' → 'will face')
+    "bound_flip",  # a number's bound changed ('at least 5' → 'at most 5', 'nearly 500' → 'more than 500')
+    "unit_mismatch",  # a number's currency, scale or unit changed (£330m → £330bn, miles → km)
+    "date_mismatch",  # a month or weekday the evidence does not name
+    "unsupported_span",  # longest run of claim content words the evidence lacks (capped at 4)
 )
 
 # The direction each weight may take when trained (+1: more of it never lowers the score; -1: never
@@ -52,6 +58,11 @@ FEATURE_SIGNS: tuple[int, ...] = tuple(
         "names_not_in_source": -1,
         "numbers_not_in_source": -1,
         "repeated_words": -1,
+        "modality_shift": -1,
+        "bound_flip": -1,
+        "unit_mismatch": -1,
+        "date_mismatch": -1,
+        "unsupported_span": -1,
     }[name]
     for name in FEATURE_NAMES
 )
@@ -80,6 +91,7 @@ class SourceVocabulary:
             content |= a.content
             words.update(a.tokens)
             words.update(a.lemmas)
+            words.update(lemma_free(t) for t in a.tokens if t.endswith("'s"))
             numbers |= a.numbers
         return cls(frozenset(content), frozenset(words), frozenset(numbers), frozenset(capitalised - lower))
 
@@ -148,14 +160,18 @@ def _mentions(words: frozenset[str] | set[str], name: str) -> bool:
 
 
 def claim_names(claim: Analysis, source: SourceVocabulary) -> frozenset[str]:
-    """Names in the claim; a claim with no capitals borrows them from the source or the dictionary."""
-    if not claim.lowercased:
-        return claim.names
+    """Names in the claim, capitalised or not.
+
+    A capitalised word mid-sentence is a name. A word written in lower case is one too when the source
+    only ever capitalises it ('john smith' for 'John Smith'); in a claim with no capitals at all, so
+    is a word the dictionary does not know. A possessive counts as its name ("United's" → "united").
+    """
     stopwords = lexicon().stopwords
-    return frozenset(
-        t for t in claim.tokens
+    lowered = (lemma_free(t) for t in claim.tokens)
+    return claim.names | frozenset(
+        t for t in lowered
         if t.isalpha() and len(t) > 2 and t not in stopwords
-        and (t in source.proper or not is_dictionary_word(t))
+        and (t in source.proper or (claim.lowercased and not is_dictionary_word(t)))
     )
 
 
@@ -201,7 +217,6 @@ def _negation_flip(claim: Analysis, evidence: Sequence[Analysis]) -> str | None:
 
 def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabulary) -> Comparison:
     """Compare a claim with its evidence sentences, and with the `source` vocabulary as a whole."""
-    lex = lexicon()
     ev_content: set[str] = set()
     ev_tokens: set[str] = set()
     ev_bigrams: set[tuple[str, str]] = set()
@@ -245,17 +260,8 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
     flip = _negation_flip(claim, evidence)
     if flip is not None:
         problems.append(f"negation differs from evidence: '{flip}'")
-    antonym = next(
-        (
-            (w, a)
-            for w in sorted(content - ev_content)
-            for a in sorted(lex.antonyms.get(w, ()))
-            if a in ev_lemmas
-        ),
-        None,
-    )
-    if antonym is not None:
-        problems.append(f"'{antonym[0]}' contradicts '{antonym[1]}' in evidence")
+    meaning = check_meaning(claim, evidence)
+    problems.extend(meaning.problems())
 
     values = (
         recall,
@@ -268,12 +274,17 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
         float(min(len(missing_names), 3)),
         float(missing_quote),
         float(flip is not None),
-        float(antonym is not None),
+        float(meaning.antonym is not None),
         math.log1p(n),
         float(len(evidence)),
         math.log1p(n - len(found)),
         float(min(sum(1 for name in names if not _mentions(source.words, name)), 3)),
         float(min(len(claim.numbers - source.numbers), 2)),
         float(min(claim.repeated, 2)),
+        float(meaning.modality is not None),
+        float(meaning.bound is not None),
+        float(meaning.unit is not None),
+        float(meaning.date is not None),
+        float(min(meaning.span, 4)),
     )
     return Comparison(values=values, problems=tuple(problems))

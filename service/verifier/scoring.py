@@ -6,22 +6,55 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
 from service.verifier.features import FEATURE_NAMES
 
-__all__ = ["VerifierModel", "load_model"]
+__all__ = ["Regime", "VerifierModel", "load_model"]
 
 MODEL_FILE = "data/verifier.json"
 MODEL_PATH = Path(__file__).parent / MODEL_FILE
 _LONGEST_RUN = FEATURE_NAMES.index("longest_run")
+_SPAN = FEATURE_NAMES.index("unsupported_span")
+# A claim 'copies its evidence' when at least this share of its tokens is one verbatim run of it.
+SPAN_VETO_COPIED = 0.35
+
+
+@dataclass(frozen=True)
+class Regime:
+    """One logistic regression over FEATURE_NAMES (standardised by its own means and scales)."""
+
+    weights: tuple[float, ...]
+    bias: float
+    means: tuple[float, ...] = ()
+    scales: tuple[float, ...] = ()
+
+    def logit(self, values: Sequence[float]) -> float:
+        """The regression's log-odds that the claim is supported."""
+        z = self.bias
+        for i, (w, x) in enumerate(zip(self.weights, values, strict=True)):
+            if self.means:
+                x = (x - self.means[i]) / self.scales[i]
+            z += w * x
+        return z
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form: weights, bias, means, scales."""
+        return {"weights": list(self.weights), "bias": self.bias, "means": list(self.means),
+                "scales": list(self.scales)}
 
 
 @dataclass(frozen=True)
 class VerifierModel:
-    """A logistic regression over FEATURE_NAMES plus the hard checks that veto support."""
+    """Logistic regressions over FEATURE_NAMES plus the hard checks that veto support.
+
+    Two regimes: a claim whose content words are mostly in the source ('extractive', the main
+    weights) and one with more than `regime_cut` of them new to the source ('abstractive', the
+    `abstractive` regression), each fitted and thresholded on its own; both biases are shifted so
+    that one threshold reads for both.
+    """
 
     weights: tuple[float, ...]
     bias: float
@@ -31,19 +64,44 @@ class VerifierModel:
     veto: frozenset[str] = frozenset()
     search: dict[str, int] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    abstractive: Regime | None = None
+    regime_cut: float = 1.0
+    regime_feature: str = "novel_in_source"
+    regime_below: bool = False  # True: abstractive when the feature is below the cut (e.g. longest_run)
+    span_veto: float = 0.0  # in a claim that copies its evidence, this many unsupported content words in a row veto (0: off)
+
+    @cached_property
+    def extractive(self) -> Regime:
+        """The main regression, for claims mostly made of the source's words."""
+        return Regime(self.weights, self.bias, self.means, self.scales)
+
+    def is_abstractive(self, values: Sequence[float]) -> bool:
+        """True when the claim's share of words new to the source puts it in the abstractive regime."""
+        if self.abstractive is None:
+            return False
+        value = values[self._regime_column]
+        return value < self.regime_cut if self.regime_below else value > self.regime_cut
+
+    @cached_property
+    def _regime_column(self) -> int:
+        return FEATURE_NAMES.index(self.regime_feature)
 
     def probability(self, values: Sequence[float]) -> float:
         """The model's probability that the claim is supported, before vetoes."""
-        z = self.bias
-        for i, (w, x) in enumerate(zip(self.weights, values, strict=True)):
-            if self.means:
-                x = (x - self.means[i]) / self.scales[i]
-            z += w * x
+        regime = self.abstractive if self.abstractive is not None and self.is_abstractive(values) else self.extractive
+        z = regime.logit(values)
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
     def vetoed(self, values: Sequence[float]) -> bool:
-        """True when a hard check failed (e.g. a number absent from the evidence)."""
-        return any(values[FEATURE_NAMES.index(name)] > 0 for name in self.veto)
+        """True when a hard check failed (e.g. a number absent from the evidence), or when a claim that
+        otherwise copies its evidence adds a run of words the evidence lacks (an invented clause)."""
+        if any(values[i] > 0 for i in self._veto_columns):
+            return True
+        return 0 < self.span_veto <= values[_SPAN] and values[_LONGEST_RUN] >= SPAN_VETO_COPIED
+
+    @cached_property
+    def _veto_columns(self) -> tuple[int, ...]:
+        return tuple(FEATURE_NAMES.index(name) for name in sorted(self.veto))
 
     def score(self, values: Sequence[float]) -> float:
         """Support score in [0, 1]: a vetoed claim is pushed below the threshold (keeping its order);
@@ -65,6 +123,11 @@ class VerifierModel:
             "threshold": self.threshold,
             "veto": sorted(self.veto),
             "search": self.search,
+            "regime_feature": self.regime_feature,
+            "regime_below": self.regime_below,
+            "regime_cut": self.regime_cut,
+            "span_veto": self.span_veto,
+            "abstractive": self.abstractive.to_json() if self.abstractive is not None else None,
             "info": self.info,
         }
 
@@ -82,7 +145,19 @@ def model_from_json(raw: dict[str, Any]) -> VerifierModel:
         veto=frozenset(raw.get("veto", ())),
         search={k: int(v) for k, v in raw.get("search", {}).items()},
         info=dict(raw.get("info", {})),
+        abstractive=_regime(raw.get("abstractive")),
+        regime_cut=float(raw.get("regime_cut", 1.0)),
+        regime_feature=str(raw.get("regime_feature", "novel_in_source")),
+        regime_below=bool(raw.get("regime_below", False)),
+        span_veto=float(raw.get("span_veto", 0.0)),
     )
+
+
+def _regime(raw: dict[str, Any] | None) -> Regime | None:
+    if raw is None:
+        return None
+    return Regime(tuple(float(w) for w in raw["weights"]), float(raw["bias"]),
+                  tuple(float(m) for m in raw.get("means", ())), tuple(float(s) for s in raw.get("scales", ())))
 
 
 @cache

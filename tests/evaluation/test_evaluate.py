@@ -19,7 +19,7 @@ from service.evaluation.training import fit_logistic
 from service.interfaces.cli import main as cli_main
 from service.pipeline.segment import segment
 from service.verifier.features import FEATURE_NAMES
-from service.verifier.scoring import load_model
+from service.verifier.scoring import MODEL_PATH, load_model
 from tests.conftest import SEED_ARTICLE
 
 
@@ -127,5 +127,18 @@ def test_shipped_model_matches_features_and_records_its_procedure() -> None:
     model = load_model()
     assert len(model.weights) == len(FEATURE_NAMES) and model.threshold == 0.5
     assert model.info["trained_on"] == ["frank_sentence_dev.jsonl"]
-    assert set(model.veto) == {"missing_numbers", "missing_names", "missing_quote", "negation_flip"}
+    assert set(model.veto) == {"missing_numbers", "missing_names", "missing_quote", "negation_flip", "antonym_flip",
+                               "modality_shift", "bound_flip", "unit_mismatch", "date_mismatch"}
+    assert model.span_veto == 3 and model.info["regime_cut"] == model.regime_cut
     assert "frank-xsum" in model.info["grouped_cv_out_of_fold"]
+
+
+FRANK_DEV = Path(__file__).resolve().parents[3] / "shared" / "data" / "factuality"
+
+
+@pytest.mark.skipif(not (FRANK_DEV / "frank_sentence_dev.jsonl").is_file(), reason="FRANK dev files not found")
+def test_train_verifier_reproduces_the_shipped_weights(tmp_path: Path) -> None:
+    """`train-verifier` on the FRANK dev files writes service/verifier/data/verifier.json byte for byte (~3 min)."""
+    out = tmp_path / "verifier.json"
+    assert cli_main(["train-verifier", "--data", str(FRANK_DEV), "--out", str(out)]) == 0
+    assert out.read_text(encoding="utf-8") == MODEL_PATH.read_text(encoding="utf-8")

@@ -113,7 +113,8 @@ def test_unknown_or_missing_ids_are_ignored_and_evidence_is_searched(index: Sour
 def test_multi_sentence_evidence_is_combined(index: SourceIndex) -> None:
     first, _ = sentence_with(index, "The leaders held two phone calls")
     second, _ = sentence_with(index, "But it was the second conversation")
-    claim = "The leaders held two phone calls; the second, on August 16, coaxed Moscow into citing the CSTO."
+    # 'apparently' kept: dropping the source's hedge is a meaning change the verifier flags.
+    claim = "The leaders held two phone calls; the second, on August 16, apparently coaxed Moscow into citing the CSTO."
     result = verify_claim(claim, [first, second], index)
     assert result.verdict == "supported", result
     assert result.evidence_ids == [first, second]

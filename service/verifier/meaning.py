@@ -1,0 +1,155 @@
+"""A claim × its evidence → the meaning changes word overlap cannot see: antonyms, dropped hedges,
+flipped bounds, changed units, changed dates, and invented spans of content."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from service.verifier.analysis import Analysis, lemma_free, lexicon
+
+__all__ = ["MeaningChecks", "check_meaning"]
+
+# Function words that carry a direction; they are stopwords, so the content-word antonym check skips them.
+# ('over', 'under', 'above', 'below' are left to the bound check: 'under control' is no number.)
+_DIRECTION_WORDS = frozenset({"before", "after", "more", "less", "fewer", "most", "least", "up", "down"})
+_DATE_ABBREVIATIONS = {"jan": "january", "feb": "february", "aug": "august", "sept": "september",
+                       "sep": "september", "oct": "october", "nov": "november", "dec": "december",
+                       "mon": "monday", "tue": "tuesday", "tues": "tuesday", "wed": "wednesday", "thu": "thursday",
+                       "thur": "thursday", "thurs": "thursday", "fri": "friday", "sat": "saturday"}
+# Runs of this many unsupported content words make the span check report a phrase.
+SPAN_REPORTED = 3
+
+
+@dataclass(frozen=True)
+class MeaningChecks:
+    """One problem text (or None) per check, and the longest run of unsupported content words."""
+
+    antonym: str | None
+    modality: str | None
+    bound: str | None
+    unit: str | None
+    date: str | None
+    span: int
+    span_text: str | None
+
+    def problems(self) -> list[str]:
+        """The problems found, most specific first."""
+        found = [self.bound, self.unit, self.date, self.antonym, self.modality]
+        if self.span >= SPAN_REPORTED and self.span_text:
+            found.append(self.span_text)
+        return [p for p in found if p]
+
+
+def _aligned(claim: Analysis, evidence: Sequence[Analysis]) -> Analysis | None:
+    """The evidence sentence that says the most of what the claim says."""
+    return max(evidence, key=lambda s: len(claim.content & s.content), default=None)
+
+
+def _context(analysis: Analysis, at: int, width: int = 4) -> set[str]:
+    """Content lemmas within `width` words of position `at`, the word itself excluded."""
+    lo, hi = max(0, at - width), min(len(analysis.lemmas), at + width + 1)
+    return {analysis.lemmas[k] for k in range(lo, hi) if k != at and analysis.lemmas[k] in analysis.content}
+
+
+def _antonym(claim: Analysis, evidence: Sequence[Analysis], ev_forms: set[str]) -> str | None:
+    """A claim word whose antonym the evidence uses in the same place (sharing a neighbouring word)."""
+    lex = lexicon()
+    antonyms, verbs = lex.antonyms, lex.verb_forms
+    claim_forms = set(claim.lemmas) | set(claim.tokens) | {verbs[t] for t in claim.tokens if t in verbs}
+    for i, (token, lemma) in enumerate(zip(claim.tokens, claim.lemmas, strict=True)):
+        if lemma not in claim.content and token not in _DIRECTION_WORDS:
+            continue
+        forms = (token, lemma, verbs.get(token, lemma))
+        if any(form in ev_forms for form in forms):
+            continue
+        others = {o for form in forms for o in antonyms.get(form, ()) if o in ev_forms and o not in claim_forms}
+        if not others:
+            continue
+        around = _context(claim, i)
+        for sentence in evidence:
+            for j, (t, lm) in enumerate(zip(sentence.tokens, sentence.lemmas, strict=True)):
+                if (t in others or lm in others or verbs.get(t) in others) and around & _context(sentence, j):
+                    return f"'{token}' contradicts '{t}' in evidence"
+    return None
+
+
+def _modality(claim: Analysis, aligned: Analysis | None) -> str | None:
+    if aligned is None or claim.keeps_hedge or not aligned.hedge_cues_used:
+        return None
+    shared = sorted(claim.content & aligned.hedged_words)
+    if not shared:
+        return None
+    return f"evidence hedges it ('{aligned.hedge_cues_used[0]}'), the claim states it as fact"
+
+
+def _bound(claim: Analysis, evidence: Sequence[Analysis]) -> str | None:
+    for q in claim.quantities:
+        if q.bound not in ("lower", "upper"):
+            continue
+        same = [e for s in evidence for e in s.quantities if e.value == q.value]
+        if same and not any(e.bound == q.bound for e in same):
+            other = same[0]
+            written = f"{other.qualifier} {other.text}".strip()
+            return f"'{q.qualifier} {q.text}' but evidence says '{written}'"
+    return None
+
+
+def _unit(claim: Analysis, evidence: Sequence[Analysis]) -> str | None:
+    for q in claim.quantities:
+        if not (q.currency or q.scale or q.measure):
+            continue
+        same = [e for s in evidence for e in s.quantities if e.value == q.value]
+        if same and all(q.conflicts(e) for e in same):
+            return f"'{q.text}' but evidence says '{same[0].text}'"
+    return None
+
+
+def _date(claim: Analysis, ev_tokens: set[str]) -> str | None:
+    if not claim.dates:
+        return None
+    ev_dates = {_DATE_ABBREVIATIONS.get(t, t) for t in ev_tokens}
+    missing = sorted(claim.dates - ev_dates)
+    return f"date '{missing[0].title()}' not in evidence" if missing else None
+
+
+def _span(claim: Analysis, ev_forms: set[str]) -> tuple[int, str | None]:
+    """Longest run of claim content words (stopwords between them allowed) that the evidence lacks."""
+    best: list[int] = []
+    run: list[int] = []
+    for i, (token, lemma) in enumerate(zip(claim.tokens, claim.lemmas, strict=True)):
+        if lemma not in claim.content:
+            continue
+        if token in ev_forms or lemma in ev_forms or lemma_free(token) in ev_forms:
+            run = []
+            continue
+        run.append(i)
+        if len(run) > len(best):
+            best = list(run)
+    if not best:
+        return 0, None
+    phrase = " ".join(claim.tokens[best[0] : best[-1] + 1])
+    return len(best), f"phrase '{phrase}' not in evidence"
+
+
+def check_meaning(claim: Analysis, evidence: Sequence[Analysis]) -> MeaningChecks:
+    """Run every meaning check of the claim against its evidence sentences."""
+    ev_tokens: set[str] = set()
+    ev_forms: set[str] = set()
+    for sentence in evidence:
+        ev_tokens.update(sentence.tokens)
+        ev_forms.update(sentence.tokens)
+        ev_forms.update(sentence.lemmas)
+    ev_forms.update(t[:-2] for t in ev_tokens if t.endswith("'s"))  # "United's" holds "united"
+    verbs = lexicon().verb_forms
+    ev_forms.update(verbs[t] for t in verbs.keys() & ev_tokens)
+    span, span_text = _span(claim, ev_forms)
+    return MeaningChecks(
+        antonym=_antonym(claim, evidence, ev_forms),
+        modality=_modality(claim, _aligned(claim, evidence)),
+        bound=_bound(claim, evidence),
+        unit=_unit(claim, evidence),
+        date=_date(claim, ev_tokens),
+        span=span,
+        span_text=span_text,
+    )
