@@ -60,3 +60,29 @@ def test_a_photo_caption_run_into_the_text_is_never_picked(caption: str) -> None
     assert sentences[0].text == caption
     for n in (1, 2, 3):
         assert caption not in [s.text for s in summarize_extractive(sentences, n)]
+
+
+BRIDGE = (
+    "The Halvik bridge was shut to traffic on Monday after inspectors found cracks, leaving commuters in Aldbury"
+    " facing long detours. "
+    "Drivers face a detour of about twelve miles through the valley while the county decides what to do next. "
+    "The county engineer said the cracks were found during a routine inspection of the bridge last week. "
+    "Repairs to the steel supports could take several months and cost the county several million dollars,"
+    " according to early estimates. "
+    "Local businesses near the bridge said the closure would hurt trade during the busy summer season. "
+    "The bridge carries about nine thousand vehicles a day between the two towns on either side of the river. "
+    "It was built in 1962 and was last repaired in 2004, when the deck was replaced. "
+    "The county board will meet on Thursday to discuss funding for the repairs and a temporary ferry service. "
+    "Inspectors will return to the bridge next week to examine the remaining steel supports for cracks and decide"
+    " whether the bridge can reopen to light traffic before the repairs to the cracked supports begin. "
+    "Residents have been asked to avoid the area around the bridge while inspectors and engineers work on the supports."
+)
+
+
+def test_the_facts_next_to_a_chosen_sentence_are_not_passed_over_for_a_late_vague_one() -> None:
+    """News puts its facts up front: the cost and length of the repairs (sentence 4) beat a late request to
+    avoid the area (sentence 10), though 4 sits next to the chosen sentence 3 (v2's adjacency penalty and
+    weak lead bonus picked sentence 10; on CNN/DM that cost it ROUGE against Lead-3, docs/benchmarks.md)."""
+    sentences = segment(BRIDGE)
+    chosen = summarize_extractive(sentences, 3)
+    assert [sentences.index(s) for s in chosen] == [0, 2, 3]
