@@ -27,6 +27,9 @@ def offline_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iter
             monkeypatch.delenv(name, raising=False)
     # The job store and result cache are per test: no idempotency key or cached answer leaks between tests.
     monkeypatch.setenv("CITESUM_JOB_DB_PATH", str(tmp_path / "jobs.sqlite3"))
+    # The LLM judge is on by default with a model (band 0.15); tests count model calls against canned
+    # replies, so they run without it unless they turn it on (tests/pipeline/test_judge.py does).
+    monkeypatch.setenv("CITESUM_VERIFY_JUDGE_BAND", "0")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -47,6 +50,7 @@ def llm_settings() -> Settings:
         llm_backoff_max_s=0.01,
         llm_max_attempts=3,
         llm_timeout_s=2.0,
+        verify_judge_band=0.0,  # off, as in every test that does not turn it on (see offline_environment)
     )
 
 

@@ -74,10 +74,11 @@ class Settings(BaseSettings):
     """What happens to unsupported sentences when the request does not say."""
     verify_threshold: float | None = Field(default=None, ge=0, le=1)
     """Verifier score at or above which a sentence is supported; unset uses the shipped threshold."""
-    # LLM judge (service/judge.py): sentences whose score is within this band of the threshold are
-    # re-checked by the configured LLM; 0 turns the judge off.
-    verify_judge_band: float = Field(default=0.0, ge=0, le=0.5)
-    """With a model configured: sentences scoring within this band of the threshold are judged again by the model (one extra call); 0 turns the judge off."""
+    # LLM judge (service/pipeline/judge.py): sentences whose score is within this band of the threshold
+    # are re-checked by the configured LLM; 0 turns the judge off. On by default with a model (issue 16):
+    # a vetoed sentence scores at most threshold/2 = 0.25, outside the band, so hard checks stay final.
+    verify_judge_band: float = Field(default=0.15, ge=0, le=0.5)
+    """With a model configured: sentences scoring within this band of the threshold are judged again by the model (one extra call, only when such a sentence exists); 0 turns the judge off."""
 
     # --- input limits -------------------------------------------------------------------------
     max_body_bytes: int = Field(default=2_000_000, ge=1_000)

@@ -30,7 +30,7 @@ from service.pipeline.chunking import chunk_budget, chunk_sentences, sentence_to
 from service.pipeline.extractive import MODEL_NAME as EXTRACTIVE_MODEL
 from service.pipeline.extractive import select_excerpt, summarize_extractive, why_none_usable
 from service.pipeline.ingest import ingest
-from service.pipeline.judge import JudgeCost, judge_verifications
+from service.pipeline.judge import JudgeCost, is_unsure, judge_verifications
 from service.pipeline.language import check_language
 from service.pipeline.limits import check_article_tokens
 from service.pipeline.llm import InvalidOutput, LLMClient, on_request_sent
@@ -427,8 +427,8 @@ def assemble(
 class Announcer:
     """Verifies drafts as they are written and emits `sentence` / `dropped` events for final verdicts.
 
-    A verdict is final unless a later stage may change it: the LLM judge (any sentence, when its
-    band is on) or the repair policy (an unsupported sentence). Events go out in draft order, so
+    A verdict is final unless a later stage may change it: the LLM judge (a sentence scoring within
+    its band of the threshold) or the repair policy (an unsupported sentence). Events go out in draft order, so
     the first verdict that is not final holds every one after it until the summary is assembled
     (`announce_rest`). The verdicts equal `verify_drafts`'s on the same drafts.
     """
@@ -447,6 +447,8 @@ class Announcer:
         self.threshold = settings.verify_threshold
         self.policy, self.max_sentences = policy, max_sentences
         self.judged = judged  # the judge or repair stage follows
+        self.band = settings.verify_judge_band if judged else 0.0
+        self.threshold_value = self.threshold if self.threshold is not None else DEFAULT_THRESHOLD
         self.checked: list[tuple[Draft, Verification]] = []
         self.announced: set[str] = set()
         self.kept = 0
@@ -478,7 +480,10 @@ class Announcer:
             index = await self.indexing
             verification = await run_cpu_bound(self.chars, verify_draft, draft, index, self.threshold)
             self.checked.append((draft, verification))
-            final = not self.judged or (self.policy == "repair" and verification.verdict == "supported")
+            # Final unless the judge will look at it (a score within its band) or repair may replace it.
+            unsure = self.band > 0 and is_unsure(verification, self.threshold_value, self.band)
+            final = self.judged and not unsure and not (self.policy == "repair" and verification.verdict != "supported")
+            final = final or not self.judged
             self.holding = self.holding or not final
             if not self.holding:
                 self._announce(draft, verification, index)

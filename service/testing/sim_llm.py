@@ -235,6 +235,20 @@ def parse_prompt(messages: list[dict[str, Any]]) -> ParsedPrompt:
     return ParsedPrompt(lines, int(limit.group(1)) if limit else None, user_text)
 
 
+JUDGE_MARK = "Judge each numbered sentence"
+_JUDGED = re.compile(r"^Sentence (\d+): (.*?)\nEvidence:\n(.*?)(?=^Sentence \d+: |^Judge each)", re.S | re.M)
+
+
+def judge_reply(user_text: str) -> dict[str, Any]:
+    """The judge prompt's answer: a sentence is supported when its content words are all in its evidence."""
+    verdicts = []
+    for match in _JUDGED.finditer(user_text):
+        missing = _content_words(match.group(2)) - _content_words(match.group(3))
+        verdicts.append({"index": int(match.group(1)), "supported": not missing,
+                         "reason": "all in evidence" if not missing else f"not in evidence: {sorted(missing)[0]}"})
+    return {"verdicts": verdicts}
+
+
 def _content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -710,7 +724,10 @@ def create_app(state: SimState) -> Starlette:
             await asyncio.sleep(config.hang_s)
 
         parsed = parse_prompt(messages)
-        if parsed.structured:
+        if JUDGE_MARK in parsed.user_text:
+            entry["kind"] = "judge"
+            content = json.dumps(judge_reply(parsed.user_text))
+        elif parsed.structured:
             entry["kind"] = "structured"
             rng = _rng(config, "content", key)
             sentences = add_faults(

@@ -20,6 +20,7 @@ from pytest_httpx import HTTPXMock, IteratorStream
 from service.core.config import Settings
 from service.interfaces.api import create_app
 from service.pipeline.llm import LLMClient
+from service.pipeline.segment import segment
 from service.testing.sim_llm import SimConfig, SimServer
 from tests.conftest import CHAT_URL, SSE_HEADERS, chat_completion, cited, sse_chunks
 from tests.pipeline.test_summarize import seed_ids
@@ -123,6 +124,29 @@ async def test_a_stream_broken_after_a_sentence_ends_with_an_error_event(
     assert problem["status"] == 503 and problem["type"] == "urn:citesum:problem:llm-unavailable"
     assert "not retried" in problem["detail"] and problem["request_id"]
     assert len(httpx_mock.get_requests()) == 1  # no silent restart
+
+
+async def test_with_the_judge_on_a_sentence_outside_its_band_is_sent_at_once(
+    httpx_mock: HTTPXMock, settings: Settings, seed_text: str
+) -> None:
+    """The judge (on by default with a model) only holds back sentences it may still overturn."""
+    ids = await seed_ids(seed_text, settings)
+    verbatim = next(s.text for s in segment(seed_text) if "400km" in s.text)  # scores 1.0, far outside the band
+    reply = cited((verbatim, [ids["400km"]]), ("A second sentence never arrives.", [ids["400km"]]))
+    chunks = sse_chunks(reply)
+    cut = 1 + (reply.index("A second") + 3) // 4
+
+    def broken() -> Iterator[bytes]:
+        yield from chunks[:cut]
+        raise httpx.ReadError("connection reset")
+
+    httpx_mock.add_response(url=CHAT_URL, headers=SSE_HEADERS, stream=IteratorStream(broken()))
+    client, llm = await app_client(settings.model_copy(update={"verify_judge_band": 0.15}))
+    async with client:
+        response = await client.post("/v1/summaries", json={"text": seed_text, "policy": "flag"}, headers=STREAM)
+    await llm.aclose()
+    events = parse_events(response.text)
+    assert [d["text"] for k, d in events if k == "sentence"] == [verbatim] and events[-1][0] == "error"
 
 
 async def test_a_cached_answer_streams_its_sentences_at_once(llm_settings: Settings, httpx_mock: HTTPXMock, seed_text: str) -> None:

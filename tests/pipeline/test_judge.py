@@ -139,3 +139,27 @@ def test_eval_verifier_with_llm_reports_cost(
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["datasets"]["seed"]["n"] == 2
     assert result["llm"]["calls"] >= 1 and result["llm"]["prompt_tokens"] > 0
+
+
+def test_the_judge_is_on_by_default_when_a_model_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CITESUM_VERIFY_JUDGE_BAND", raising=False)  # conftest turns it off for the other tests
+    settings = Settings(OPENAI_API_KEY="sk-test", OPENAI_BASE_URL="http://llm.test/v1")
+    assert settings.verify_judge_band == 0.15
+    # A vetoed sentence scores at most threshold / 2: outside the default band, so hard checks stay final.
+    assert not is_unsure(Verification("unsupported", 0.25, ["s1"]), 0.5, settings.verify_judge_band)
+    assert is_unsure(Verification("unsupported", 0.45, ["s1"]), 0.5, settings.verify_judge_band)
+
+
+async def test_the_simulated_model_answers_the_judge_prompt(index: SourceIndex) -> None:
+    """bench and the process tests run with the judge on: the simulator must answer it, per sentence."""
+    from service.testing.sim_llm import SimConfig, SimServer
+
+    sentence = next(s for s in index.sentences if "400km" in s.text)
+    checked = [Verification("unsupported", 0.45, [sentence.id]), Verification("supported", 0.55, [sentence.id])]
+    claims = [sentence.text, "The moon is made of green cheese."]
+    with SimServer(SimConfig(seed=1)) as sim:
+        llm = LLMClient(Settings(OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=f"{sim.url}/v1", llm_timeout_s=10.0))
+        cost = JudgeCost()
+        result = await judge_verifications(claims, checked, index, llm, threshold=0.5, band=0.15, cost=cost)
+        await llm.aclose()
+    assert [v.verdict for v in result] == ["supported", "unsupported"] and cost.calls == 1
