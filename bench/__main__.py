@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="citesum-bench-") as tmp, SimProcess(SimConfig(seed=1)) as sim:
         workdir = Path(tmp)
         bench = Bench(quick=args.quick, sim=sim, workdir=workdir)
-        needs_llm = set(names) & {"overhead", "throughput", "faults", "cache_hit"}
+        needs_llm = set(names) & {"overhead", "throughput", "faults", "cache_hit", "streaming"}
         if needs_llm:
             bench.llm_server, bench.llm_server_error = _start_server(
                 {

@@ -18,10 +18,13 @@ import psutil
 from bench.harness import RssSampler, ServiceProcess, client_gc_paused, llm_wait_s, median, percentile, tree_cpu_s
 from bench.hostile import hostile
 from bench.inputs import dev_data_missing, fault_articles, long_text, seed_text
-from service.testing.sim_llm import SimProcess
+from service.testing.sim_llm import LATENCY_PROFILES, SimProcess
 
-LATENCY_400 = {"base_ms": 400.0, "ms_per_1k": 20.0}
-LATENCY_0 = {"base_ms": 0.0, "ms_per_1k": 0.0}
+# The sections before issue 15 keep their latency model, so their numbers stay comparable: nothing
+# charged for decoding. The streaming section uses the model that charges for it.
+LATENCY_400 = LATENCY_PROFILES["prefill-only"]
+LATENCY_0 = LATENCY_PROFILES["instant"]
+LATENCY_DECODE = LATENCY_PROFILES["decode"]
 NO_FAULTS = {"fault_rate": 0.0, "transport_rates": {}}
 
 
@@ -422,6 +425,7 @@ async def throughput(bench: Bench) -> dict[str, Any]:
         bench, {"CITESUM_MAX_INFLIGHT_LLM_CALLS": "64"}, 64, bench.n(2, 6), text
     )
     results["throughput_ratio_c64"] = results["c64"]["throughput_ratio"]
+    results["server_cpu_ms_per_request_c64"] = results["c64"]["server_cpu_ms_per_request"]
     results["p99_over_single_c64"] = round(results["c64"]["p99_ms"] / results["c1"]["p50_ms"], 3)
     results["errors_total"] = sum(results[f"c{c}"]["errors"] for c in (1, 16, 64))
     return results
@@ -677,6 +681,173 @@ async def cache_hit(bench: Bench) -> dict[str, Any]:
     return results
 
 
+# ---------------------------------------------------------------------------------------------
+# 7. Streaming: time to the first verified sentence, under a model that charges for decoding
+# ---------------------------------------------------------------------------------------------
+
+
+async def _citesum_streamed(base_url: str, text: str, **overrides: Any) -> dict[str, Any]:
+    """One in-process streamed summary (summarize_request with events): first sentence and total, seconds."""
+    from service.core.config import Settings
+    from service.core.schema import SummaryRequest
+    from service.pipeline.llm import LLMClient
+    from service.pipeline.summarize import summarize_request
+
+    settings = Settings(OPENAI_BASE_URL=base_url, OPENAI_API_KEY="sim", cache_enabled=False, **overrides)
+    llm = LLMClient(settings)
+    first: list[float] = []
+    try:
+        started = time.perf_counter()
+
+        def on_event(event: Any) -> None:
+            if event.kind in ("sentence", "dropped") and not first:
+                first.append(time.perf_counter() - started)
+
+        response = await summarize_request(SummaryRequest(text=text), settings=settings, llm=llm, events=on_event)
+        wall = time.perf_counter() - started
+    finally:
+        await llm.aclose()
+    return {"wall_s": wall, "first_sentence_s": first[0] if first else wall, "chunks": response.chunks}
+
+
+async def _post_streamed(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST /v1/summaries with Accept: text/event-stream; seconds to the first sentence event and to the end."""
+    started = time.perf_counter()
+    first = None
+    kinds: list[str] = []
+    headers = {"accept": "text/event-stream"}
+    async with client.stream("POST", f"{url}/v1/summaries", json=body, headers=headers) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                kinds.append(line[7:])
+                if first is None and line[7:] in ("sentence", "dropped"):
+                    first = time.perf_counter() - started
+    wall = time.perf_counter() - started
+    ok = response.status_code == 200 and kinds[-1:] == ["done"]
+    return {"ok": ok, "wall_s": wall, "first_sentence_s": first if first is not None else wall}
+
+
+async def streaming(bench: Bench) -> dict[str, Any]:
+    """Streamed summaries at 300 ms + 20 ms/1k + 10 ms per output token: first verified sentence, total wall."""
+    results: dict[str, Any] = {"latency_model": dict(LATENCY_DECODE)}
+    base_url = bench.sim.base_url
+    bench.sim.configure(**LATENCY_DECODE, **NO_FAULTS)
+    try:
+        if not dev_data_missing():
+            results.update(await _streaming_long(bench, base_url))
+        if reason := need_llm_server(bench):
+            results["seed"] = {"skipped": reason}
+        else:
+            results.update(await _streaming_seed(bench))
+    finally:
+        bench.sim.configure(**LATENCY_400)  # the model the other sections were measured under
+    return results
+
+
+async def _streaming_long(bench: Bench, base_url: str) -> dict[str, Any]:
+    """The long input, in process: citesum streamed (first sentence, total) and LangChain async map_reduce."""
+    from bench import peer
+
+    text = long_text()
+    await _citesum_streamed(base_url, unique(seed_text()))  # warm-up, untimed
+    ours: list[dict[str, Any]] = []
+    excerpt: list[dict[str, Any]] = []
+    theirs: list[dict[str, Any]] = []
+    for _ in range(bench.n(3, 5)):  # interleaved, so drift hits every variant alike
+        bench.sim.reset()
+        sample = await _citesum_streamed(base_url, unique(text))
+        sample["prompt_tokens"] = sum(c["prompt_tokens"] for c in bench.sim.calls())
+        ours.append(sample)
+        bench.sim.reset()
+        sample = await _citesum_streamed(base_url, unique(text), prompt_token_budget=EXCERPT_BUDGET_TOKENS)
+        sample["prompt_tokens"] = sum(c["prompt_tokens"] for c in bench.sim.calls())
+        excerpt.append(sample)
+        bench.sim.reset()
+        wall, _ = await peer.run_chain(base_url, text, "map_reduce")
+        theirs.append({"wall_s": wall, "prompt_tokens": sum(c["prompt_tokens"] for c in bench.sim.calls())})
+    peer_wall = median([r["wall_s"] for r in theirs])
+    long = {
+        "runs": len(ours),
+        "chunks": ours[0]["chunks"],
+        "citesum_first_sentence_p50_s": round(median([r["first_sentence_s"] for r in ours]), 3),
+        "citesum_wall_p50_s": round(median([r["wall_s"] for r in ours]), 3),
+        "citesum_prompt_tokens": ours[0]["prompt_tokens"],
+        "langchain_map_reduce_wall_p50_s": round(peer_wall, 3),
+        "langchain_map_reduce_prompt_tokens": theirs[0]["prompt_tokens"],
+        f"excerpt_{EXCERPT_BUDGET_TOKENS}_first_sentence_p50_s": round(
+            median([r["first_sentence_s"] for r in excerpt]), 3
+        ),
+        f"excerpt_{EXCERPT_BUDGET_TOKENS}_wall_p50_s": round(median([r["wall_s"] for r in excerpt]), 3),
+        f"excerpt_{EXCERPT_BUDGET_TOKENS}_prompt_tokens": excerpt[0]["prompt_tokens"],
+    }
+    return {
+        "long": long,
+        "long_first_sentence_vs_langchain_map_reduce": round(long["citesum_first_sentence_p50_s"] / peer_wall, 3),
+        "long_stream_wall_vs_langchain_map_reduce": round(long["citesum_wall_p50_s"] / peer_wall, 3),
+        "long_stream_prompt_tokens_vs_langchain_map_reduce": round(
+            long["citesum_prompt_tokens"] / long["langchain_map_reduce_prompt_tokens"], 3
+        ),
+        "excerpt_first_sentence_vs_langchain_map_reduce": round(
+            long[f"excerpt_{EXCERPT_BUDGET_TOKENS}_first_sentence_p50_s"] / peer_wall, 3
+        ),
+        "excerpt_stream_wall_vs_langchain_map_reduce": round(
+            long[f"excerpt_{EXCERPT_BUDGET_TOKENS}_wall_p50_s"] / peer_wall, 3
+        ),
+    }
+
+
+async def _streaming_seed(bench: Bench) -> dict[str, Any]:
+    """The seed over HTTP: plain JSON answers and SSE answers, interleaved pairs."""
+    assert bench.llm_server is not None
+    url = bench.llm_server.url
+    plain_walls: list[float] = []
+    streamed: list[dict[str, Any]] = []
+    errors = 0
+    async with http_client() as client:
+        for _ in range(3):  # warm-up, both kinds
+            await post_summary(client, url, {"text": unique(seed_text())})
+            await _post_streamed(client, url, {"text": unique(seed_text())})
+        for _ in range(bench.n(8, 20)):
+            status, _, start, end = await post_summary(client, url, {"text": unique(seed_text())})
+            errors += status != 200
+            plain_walls.append(end - start)
+            sample = await _post_streamed(client, url, {"text": unique(seed_text())})
+            errors += not sample["ok"]
+            streamed.append(sample)
+    # 64 clients, two streamed requests each: the server's CPU per streamed request (process tree).
+    server = psutil.Process(bench.llm_server.process.pid) if bench.llm_server.process is not None else None
+    clients, per_client = 64, bench.n(1, 2)
+    tls = ssl.create_default_context()
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+
+    async def one_client() -> int:
+        failed = 0
+        async with httpx.AsyncClient(timeout=300, limits=limits, verify=tls) as client:
+            for _ in range(per_client):
+                failed += not (await _post_streamed(client, url, {"text": unique(seed_text())}))["ok"]
+        return failed
+
+    cpu_before = tree_cpu_s(server) if server is not None else None
+    c64_errors = sum(await asyncio.gather(*(one_client() for _ in range(clients))))
+    c64_cpu = ms((tree_cpu_s(server) - cpu_before) / (clients * per_client)) if server and cpu_before else None
+    plain = median(plain_walls)
+    seed = {
+        "runs": len(streamed),
+        "errors": errors,
+        "plain_wall_p50_s": round(plain, 3),
+        "streamed_first_sentence_p50_s": round(median([s["first_sentence_s"] for s in streamed]), 3),
+        "streamed_wall_p50_s": round(median([s["wall_s"] for s in streamed]), 3),
+        "c64_streamed_requests": clients * per_client,
+        "c64_streamed_errors": c64_errors,
+        "c64_streamed_server_cpu_ms_per_request": c64_cpu,
+    }
+    return {
+        "seed": seed,
+        "seed_first_sentence_vs_plain_wall": round(seed["streamed_first_sentence_p50_s"] / plain, 3),
+        "seed_stream_wall_vs_plain_wall": round(seed["streamed_wall_p50_s"] / plain, 3),
+    }
+
+
 SECTIONS = {
     "overhead": overhead,
     "long_input": long_input,
@@ -686,4 +857,5 @@ SECTIONS = {
     "meaning_faults": meaning_faults,
     "cache_hit": cache_hit,
     "hostile": hostile,
+    "streaming": streaming,
 }

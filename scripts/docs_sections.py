@@ -198,12 +198,27 @@ def render_bench_headline() -> str:
             f"{summary['long_wall_vs_langchain_map_reduce']}× its wall time, "
             f"{summary['long_prompt_tokens_vs_langchain_map_reduce']}× its prompt tokens."
         )
+    streaming = sections.get("streaming", {})
+    seed, long = streaming.get("seed"), streaming.get("long")
+    if isinstance(seed, dict) and "streamed_first_sentence_p50_s" in seed:
+        text = (
+            "- **Streaming**: with a model that also charges 10 ms per output token, the seed article's first "
+            f"verified sentence arrives after {seed['streamed_first_sentence_p50_s']} s, "
+            f"{summary['seed_first_sentence_vs_plain_wall']}× the wait for the whole answer "
+            f"({seed['plain_wall_p50_s']} s), for {summary['seed_stream_wall_vs_plain_wall']}× the total time"
+        )
+        if isinstance(long, dict):
+            text += (
+                f"; on the 12,000-word article after {long['citesum_first_sentence_p50_s']} s, "
+                f"{summary['long_first_sentence_vs_langchain_map_reduce']}× LangChain map_reduce's whole run"
+            )
+        lines.append(text + ".")
     throughput = sections.get("throughput", {}).get("c64")
     if isinstance(throughput, dict):
         lines.append(
             f"- **Load**: {throughput['rps']} summaries/s at 64 concurrent clients on {result['machine']['cores']} "
-            f"cores, {throughput['errors']} errors; that is {_pct(throughput['throughput_ratio'])} of what the "
-            "simulated model alone would allow (the service is CPU-bound there)."
+            f"cores, {throughput['errors']} errors, {throughput['server_cpu_ms_per_request']} ms of server CPU "
+            "per summary (the simulated model and the load generator share those cores)."
         )
     lines.append(
         f"- Measured {result['date']} with `{result['command']}` ([all figures](docs/benchmarks.md#latest-results))."
