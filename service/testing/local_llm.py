@@ -144,7 +144,7 @@ def serve(
         "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--n_threads_batch", str(threads),
     ]  # fmt: skip
     started = time.perf_counter()
-    with log_path.open("ab") as log:
+    with log_path.open("wb") as log:  # one run per file: it does not grow across CI runs
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
