@@ -44,7 +44,7 @@ def _static_file(name: str) -> FileResponse:
 
 _REPAIR_OPTION = '<option value="repair">ask the model to repair them</option>'
 _REPAIR_NEEDS_A_MODEL = (
-    '<option value="repair" disabled>ask the model to repair them (needs a model; none is configured)</option>'
+    '<option value="repair" disabled>repair them (needs a model; none is configured)</option>'
 )
 
 
