@@ -6,7 +6,8 @@ visibility; a summary complete by then, like the embedded default's, is posted o
 ones replace that message (`replace_original`) at most every `chat_update_interval_s`, and at most
 `chat_update_max_posts` times in all, so that the final message fits in the five posts a Slack
 `response_url` takes. The final message then replaces the early one (callbacks.py), or, for an
-error, deletes it and is sent privately as before: one message in the end, never two.
+error, deletes it and is sent privately as before; an attempt that will be retried deletes it
+first, since the next attempt posts its own: one message in the end, never two.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import httpx
 
 from service.core.config import Settings
 from service.jobs.callbacks import EARLY_POSTS
-from service.jobs.deliver import DeliveryError, post_to_response_url
+from service.jobs.deliver import DeliveryError, delete_response_url_message, post_to_response_url
 from service.jobs.job import Job
 from service.pipeline.render_slack import render_partial
 from service.pipeline.streaming import StreamEvent
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 FIRST_POST_GRACE_S = 0.5  # a summary done this soon after its first sentence gets no early post
 
 __all__ = ["EARLY_POSTS", "ChatUpdates"]
-
 
 
 class ChatUpdates:
@@ -120,4 +120,18 @@ class ChatUpdates:
                     await self._posting
         if self._owns_client and self.client is not None:
             await self.client.aclose()
+            self.client = None
         return self.posts
+
+    async def withdraw(self) -> None:
+        """Delete the early message (before a retry of the job, which posts its own); failures are logged."""
+        async with httpx.AsyncClient(timeout=self.settings.slack_delivery_timeout_s, follow_redirects=False) as client:
+            try:
+                await delete_response_url_message(
+                    client,
+                    self.job.callback_url or "",
+                    settings=self.settings,
+                    deadline_s=max(self.settings.chat_update_interval_s, 1.0),
+                )
+            except DeliveryError as exc:
+                log.warning("job %s: early post not withdrawn before the retry: %s", self.job.id, exc)

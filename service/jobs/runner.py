@@ -129,17 +129,18 @@ class JobRunner:
                 )
         except Exception as exc:
             await progress.flush()
-            if updates is not None and await updates.close():
-                job = _with_early_posts(job)
+            early = updates is not None and await updates.close()
             problem = problem_from_exception(exc, attempts=attempt)
             if is_retryable(exc) and attempt < job.max_attempts:
                 log.warning("job %s: attempt %d failed (%s); will retry", job_id, attempt, problem["detail"])
+                if early and updates is not None:  # the next attempt posts its own: never two messages
+                    await updates.withdraw()
                 await self.store.retry_later(
                     job_id, attempt, retry_delay_s(attempt, self.settings.job_retry_backoff_s), problem
                 )
                 return Outcome.RETRY
             log.warning("job %s: failed after %d attempt(s): %s", job_id, attempt, problem["detail"])
-            return await self._finish_or_end(job, attempt, error=problem)
+            return await self._finish_or_end(_with_early_posts(job) if early else job, attempt, error=problem)
         await progress.flush()
         if updates is not None and await updates.close():
             job = _with_early_posts(job)

@@ -132,3 +132,24 @@ async def test_early_posts_off(settings: Settings, httpx_mock: HTTPXMock) -> Non
     off = settings.model_copy(update={"chat_update_interval_s": 0.0})
     await run_job(off, SentenceBySentence(sentences=3, gap_s=0.3), slack, httpx_mock, "in_channel")
     assert len(slack.posts) == 1
+
+
+async def test_a_retried_attempt_withdraws_its_early_post_so_the_retry_posts_the_only_one(
+    settings: Settings, httpx_mock: HTTPXMock
+) -> None:
+    from service.core.errors import LLMUnavailable
+
+    class FailsOnceAfterSentences(SentenceBySentence):
+        calls = 0
+
+        async def __call__(self, request: SummaryRequest, *, settings: Settings, events=None, **kwargs: Any):
+            type(self).calls += 1
+            self.error = LLMUnavailable("the stream was cut; not retried") if self.calls == 1 else None
+            return await super().__call__(request, settings=settings, events=events, **kwargs)
+
+    slack = FakeSlack()
+    done = await run_job(settings, FailsOnceAfterSentences(sentences=4, gap_s=0.3), slack, httpx_mock, "in_channel")
+    assert done.status == "succeeded" and done.attempts == 2
+    bodies = [body for _, body in slack.posts]
+    assert {"delete_original": True} in bodies  # attempt 1's early post withdrawn before the retry
+    assert len(slack.messages) == 1 and slack.messages[0] is bodies[-1] and bodies[-1]["replace_original"] is True
