@@ -42,6 +42,6 @@ def test_sentence_analyses_are_bounded_by_their_text_size() -> None:
     assert per_sentence > 0
     # Past the budget, each new sentence evicts an old one: the last three add (about) nothing.
     assert retained[7] - retained[4] < per_sentence
-    assert analysis._ANALYSIS_CACHE_CHARS == 5 * size
+    assert 5 * size == analysis._ANALYSIS_CACHE_CHARS
     assert analysis.analyze.cache.currsize <= analysis._ANALYSIS_CACHE_CHARS  # type: ignore[attr-defined]
     analysis.analyze.cache_clear()  # type: ignore[attr-defined]
