@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Policy = Literal["drop", "flag", "repair"]
@@ -79,6 +81,24 @@ class Settings(BaseSettings):
     # a vetoed sentence scores at most threshold/2 = 0.25, outside the band, so hard checks stay final.
     verify_judge_band: float = Field(default=0.15, ge=0, le=0.5)
     """With a model configured: sentences scoring within this band of the threshold are judged again by the model (one extra call, only when such a sentence exists); 0 turns the judge off."""
+
+    # --- optional NLI model (the `[nli]` extra; docs/verifier.md "Bring your own NLI model") -------
+    # Unset = off: nothing of onnxruntime or tokenizers is imported. The tokenizer is declared before the
+    # model so the model's validator can check it (pydantic validates fields in declaration order).
+    nli_tokenizer_path: Path | None = None
+    """The NLI model's `tokenizer.json` (Hugging Face `tokenizers` format); unset: `tokenizer.json` next to the model file."""
+    nli_model_path: Path | None = None
+    """An ONNX sequence-pair classifier (premise = evidence, hypothesis = claim) run with onnxruntime; its entailment probability can veto or lift a verdict. Needs `pip install 'citesum[nli]'`; unset: off."""
+    nli_entailment_index: int = Field(default=2, ge=0)
+    """Which output logit is "entailment": 2 for the usual MNLI order contradiction, neutral, entailment (roberta-large-mnli, deberta-*-mnli); check your model's `id2label`."""
+    nli_max_length: int = Field(default=256, ge=8, le=4_096)
+    """Longest token sequence (evidence + claim) fed to the NLI model; longer pairs are truncated."""
+    nli_veto_below: float = Field(default=0.1, ge=0, le=1)
+    """A supported sentence whose best entailment probability is below this becomes unsupported (0: never)."""
+    nli_lift_above: float = Field(default=0.9, ge=0, le=1)
+    """An unsupported sentence within `CITESUM_NLI_LIFT_BAND` of the threshold, with no failed hard check, becomes supported when its entailment probability is at least this."""
+    nli_lift_band: float = Field(default=0.15, ge=0, le=0.5)
+    """How far below the threshold a sentence may score and still be lifted by the NLI model (0: never lifted)."""
 
     # --- input limits -------------------------------------------------------------------------
     max_body_bytes: int = Field(default=2_000_000, ge=1_000)
@@ -233,6 +253,27 @@ class Settings(BaseSettings):
     def _empty_key_is_none(cls, value: object) -> object:
         return None if value in ("", None) else value
 
+    @field_validator("nli_tokenizer_path", "nli_model_path", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
+    @field_validator("nli_model_path")
+    @classmethod
+    def _nli_model_usable(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # Checked here so that `serve` and the CLI refuse to start (one line naming the variable), not
+        # the first request; find_spec looks for the packages without importing them.
+        if value is None:
+            return None
+        missing = [name for name in ("onnxruntime", "tokenizers") if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ValueError(f"the NLI model needs {' and '.join(missing)}: pip install 'citesum[nli]'")
+        tokenizer = info.data.get("nli_tokenizer_path") or value.parent / "tokenizer.json"
+        for kind, path in (("model", value), ("tokenizer", tokenizer)):
+            if not path.is_file() or not os.access(path, os.R_OK):
+                raise ValueError(f"NLI {kind} file {str(path)!r} is missing or unreadable")
+        return value
+
     @field_validator("job_db_path", mode="before")
     @classmethod
     def _job_db_in_the_data_folder(cls, value: object) -> object:
@@ -244,6 +285,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [host.strip().lower() for host in value.split(",") if host.strip()]
         return value
+
+    @property
+    def nli_tokenizer_file(self) -> Path | None:
+        """The NLI tokenizer file in use: the setting, or `tokenizer.json` next to the model."""
+        if self.nli_model_path is None:
+            return None
+        return self.nli_tokenizer_path or self.nli_model_path.parent / "tokenizer.json"
 
     @property
     def llm_configured(self) -> bool:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from service.core.schema import Sentence
 from service.verifier.analysis import Analysis, analyze
 from service.verifier.features import FEATURE_NAMES, Comparison, SourceVocabulary, compare
+from service.verifier.nli import NliScorer, configured_scorer
 from service.verifier.scoring import VerifierModel, load_model
 
 __all__ = ["DEFAULT_THRESHOLD", "SourceIndex", "Verification", "verify_claim", "warm_up"]
@@ -18,8 +19,9 @@ _RECALL = FEATURE_NAMES.index("recall")
 
 
 def warm_up() -> None:
-    """Load the lemmatizer's dictionary and the shipped weights now (about 0.4 s) instead of in the first request."""
+    """Load the lemmatizer's dictionary, the shipped weights and any NLI model now instead of in the first request."""
     load_model()
+    configured_scorer()  # with CITESUM_NLI_MODEL_PATH set: load the NLI model now, and fail now if it is unusable
     analyze("The analysts said the trucks were filmed 400km from the border on August 16.")
 
 
@@ -153,15 +155,58 @@ def _launders(cited: _Scored | None, found: _Scored) -> bool:
 
 
 def verify_claim(
-    claim: str, cited_ids: list[str], index: SourceIndex, *, threshold: float | None = None
+    claim: str, cited_ids: list[str], index: SourceIndex, *, threshold: float | None = None,
+    nli: NliScorer | None | Literal["settings"] = "settings",
 ) -> Verification:
     """Check `claim` against the sentences it cites; if they do not support it, look for better ones.
 
     Unknown ids are ignored. When the cited sentences fail and better evidence exists anywhere in
-    the source, the claim is re-cited to the best 1-3 sentences (`recited=True`).
+    the source, the claim is re-cited to the best 1-3 sentences (`recited=True`). `nli`: an NLI
+    scorer whose entailment probability may veto or lift the verdict (`_apply_nli`); "settings" uses
+    the one `CITESUM_NLI_MODEL_PATH` names, if any; None turns it off.
     """
     model = load_model()
     limit = model.threshold if threshold is None else threshold
+    verification, scored = _verify(claim, cited_ids, index, model, limit)
+    scorer = configured_scorer() if nli == "settings" else nli
+    if scorer is None:
+        return verification
+    vetoed = scored is not None and model.vetoed(scored.comparison.values)
+    return _apply_nli(verification, claim, index, limit, scorer, vetoed)
+
+
+def _apply_nli(
+    verification: Verification, claim: str, index: SourceIndex, limit: float, scorer: NliScorer, vetoed: bool
+) -> Verification:
+    """The combiner's verdict changed by the NLI model's entailment probability p of the claim given its
+    evidence (the best of the evidence sentences together and each alone):
+
+    - supported and p < veto_below: unsupported, the score pushed below the threshold as a hard check
+      does (score × threshold / 2, so the LLM judge's band never reaches it), the reason gives p;
+    - unsupported, no hard check failed, score within lift_band of the threshold and p ≥ lift_above:
+      supported at the threshold;
+    - otherwise unchanged (the model is not even run for claims it could not change).
+    """
+    rule = scorer.rule
+    supported = verification.verdict == "supported"
+    unsure = not vetoed and limit - rule.lift_band <= verification.score < limit
+    if not verification.evidence_ids or not (supported or unsure):
+        return verification
+    evidence = [index.by_id[i].text for i in verification.evidence_ids]
+    windows = [" ".join(evidence)] + (evidence if len(evidence) > 1 else [])
+    p = scorer.entailment(windows, claim)
+    if supported and p < rule.veto_below:
+        return replace(verification, verdict="unsupported", score=round(verification.score * limit * 0.5, 4),
+                       reason=f"NLI: evidence does not entail the claim (p={p:.2f})")
+    if not supported and p >= rule.lift_above:
+        return replace(verification, verdict="supported", score=round(limit, 4), reason=None)
+    return verification
+
+
+def _verify(
+    claim: str, cited_ids: list[str], index: SourceIndex, model: VerifierModel, limit: float
+) -> tuple[Verification, _Scored | None]:
+    """The combiner's verdict, and the evidence set it was decided on (None when nothing shares a word)."""
     analysed = analyze(claim)
     positions: list[int] = []
     for sentence_id in cited_ids:
@@ -170,7 +215,7 @@ def verify_claim(
             positions.append(p)
     cited = _score(analysed, positions, index, model) if positions else None
     if cited is not None and cited.score >= limit:
-        return Verification("supported", cited.score, [index.sentences[p].id for p in positions])
+        return Verification("supported", cited.score, [index.sentences[p].id for p in positions]), cited
 
     found = _search(analysed, index, model)
     if found is not None and _launders(cited, found):
@@ -178,7 +223,7 @@ def verify_claim(
     if found is not None and found.score >= limit:
         ids = [index.sentences[p].id for p in found.positions]
         return Verification("supported", found.score, ids, recited=ids != [
-            index.sentences[p].id for p in positions])
+            index.sentences[p].id for p in positions]), found
 
     if cited is not None:
         # The claim's own words barely appear in what it cites: say so rather than nit-pick.
@@ -186,9 +231,9 @@ def verify_claim(
         return Verification(
             "unsupported", cited.score, [index.sentences[p].id for p in positions],
             reason=_reason(cited, analysed, index, unrelated),
-        )
+        ), cited
     ids = [index.sentences[p].id for p in found.positions] if found is not None else []
     return Verification(
         "unsupported", found.score if found is not None else 0.0, ids,
         recited=bool(ids), reason=_reason(found, analysed, index, False),
-    )
+    ), found
