@@ -228,3 +228,22 @@ def test_an_unusable_model_fails_at_load_naming_the_file(model_dir: Path, tmp_pa
         NliScorer(model_dir / "model.onnx", bad_tokenizer)
     with pytest.raises(NliModelError, match="CITESUM_NLI_ENTAILMENT_INDEX=3 but the model has 3 output classes"):
         NliScorer(model_dir / "model.onnx", model_dir / "tokenizer.json", entailment_index=3)
+
+
+def test_warm_up_loads_the_configured_model_and_fails_on_an_unusable_one(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.core.config import get_settings
+    from service.verifier.verify import warm_up
+
+    garbage = tmp_path / "model.onnx"
+    garbage.write_bytes(b"not an onnx file")
+    (tmp_path / "tokenizer.json").write_bytes((model_dir / "tokenizer.json").read_bytes())
+    monkeypatch.setenv("CITESUM_NLI_MODEL_PATH", str(garbage))
+    get_settings.cache_clear()
+    with pytest.raises(NliModelError, match="model.onnx' cannot be loaded by onnxruntime"):
+        warm_up()  # the API's start-up, not its first request
+    monkeypatch.setenv("CITESUM_NLI_MODEL_PATH", str(model_dir / "model.onnx"))
+    get_settings.cache_clear()
+    warm_up()
+    assert configured_scorer() is configured_scorer() is not None  # loaded once, kept
