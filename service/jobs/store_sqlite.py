@@ -108,13 +108,19 @@ def write_locked(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]
     """
     for attempt in _retry_busy(BUSY_TIMEOUT_S):
         with attempt:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                value = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            value = in_write_transaction(conn, fn)
+    return value
+
+
+def in_write_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """`fn(conn)` inside BEGIN IMMEDIATE … COMMIT, rolled back when it raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        value = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
     return value
 
 
@@ -144,17 +150,7 @@ class SQLiteDatabase:
     async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` inside BEGIN IMMEDIATE … COMMIT (rolled back on error)."""
 
-        def tx(conn: sqlite3.Connection) -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                value = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return value
-
-        return await self.run(tx)
+        return await self.run(lambda conn: in_write_transaction(conn, fn))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
