@@ -89,8 +89,12 @@ def sse_chunks(
     completion_tokens: int = 40,
     finish_reason: str = "stop",
     done: bool = True,
+    usage: bool = True,
 ) -> list[bytes]:
-    """A canned streamed chat completion: OpenAI's SSE chunks of `content`, a usage chunk, [DONE]."""
+    """A canned streamed chat completion: OpenAI's SSE chunks of `content`, a usage chunk, [DONE].
+
+    `usage=False` leaves the usage chunk out, as llama-cpp-python's server does.
+    """
     base = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "gpt-4o-mini"}
 
     def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
@@ -100,8 +104,9 @@ def sse_chunks(
     for i in range(0, len(content), piece_chars):
         out.append(event([{"index": 0, "delta": {"content": content[i : i + piece_chars]}, "finish_reason": None}]))
     out.append(event([{"index": 0, "delta": {}, "finish_reason": finish_reason}]))
-    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
-    out.append(event([], usage={**usage, "total_tokens": prompt_tokens + completion_tokens}))
+    if usage:
+        counts = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+        out.append(event([], usage={**counts, "total_tokens": prompt_tokens + completion_tokens}))
     if done:
         out.append(b"data: [DONE]\n\n")
     return out

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     """Starting response format (`json_object_schema`: the schema inside a json_object format, as llama-cpp-python's server reads it); a server that refuses one is asked again with the next plainer one."""
     llm_stream: bool = True
     """Stream the model's reply (`stream: true`) when the caller streams the summary (SSE, `--stream`, Slack)."""
+    sse_ping_s: float = Field(default=15.0, gt=0, le=300)
+    """Seconds of silence after which a streamed (SSE) summary sends a `: ping` comment, so proxies keep the connection open."""
     temperature: float = 0.0
     """Sampling temperature for summaries."""
 

@@ -68,6 +68,11 @@ class Usage(BaseModel):
     completion_tokens: int = 0
     retries: int = 0
     reasks: int = 0
+    tokens_estimated: bool = Field(
+        default=False,
+        description="True when a model server reported no token usage for at least one call (llama-cpp-python's"
+        " streamed replies) and the counts include the offline estimate (characters / 4) for it.",
+    )
 
 
 class DocumentInfo(BaseModel):
@@ -136,5 +141,5 @@ class SummaryResponse(BaseModel):
     notes: list[str] = Field(
         default_factory=list,
         description="Plain-language remarks about this answer (text read as HTML, fewer sentences in the article"
-        " than asked for); empty when there is nothing to say.",
+        " than asked for, an LLM judge that could not be used); empty when there is nothing to say.",
     )

@@ -9,6 +9,9 @@ Events, each `data` one JSON object:
 - `done`      the full JSON response, as the plain endpoint returns it (usage and timings included)
 - `error`     a problem+json object; it ends the stream. Sentences sent before it stand.
 
+Between events, after `CITESUM_SSE_PING_S` seconds (15) without one, a `: ping` comment line keeps
+proxies from closing an idle connection (a long map phase sends only progress); SSE clients ignore it.
+
 A request that fails before anything was sent (bad input, an unreachable model after the retries)
 gets the plain problem+json answer with its HTTP status instead of a stream. A client that goes
 away cancels the summary, and with it the model call.
@@ -36,6 +39,7 @@ from service.pipeline.summarize import summarize_request
 
 EVENT_STREAM = "text/event-stream"
 EVENT_KINDS = ("progress", "sentence", "dropped", "done", "error")
+PING = b": ping\n\n"  # an SSE comment: ignored by clients, but bytes on the wire for proxies
 
 # The 200 answer's second media type, for the OpenAPI document (OpenAPI 3.2's itemSchema for SSE).
 SSE_OPENAPI: dict[str, Any] = {
@@ -118,11 +122,17 @@ async def stream_summary(
             text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
             return format_sse_event(data_str=text, event=kind, id=str(number))
 
+        # One pending get, waited on with a timeout: a ping on each silence, and no event lost to a
+        # cancelled get (asyncio.wait, unlike wait_for, leaves the waited task alone).
+        getter: asyncio.Task[StreamEvent | None] | None = None
         try:
             event = first
             while event is not None:
                 yield sse(event.kind, event.data)
-                event = await queue.get()
+                getter = asyncio.ensure_future(queue.get())
+                while not (await asyncio.wait({getter}, timeout=settings.sse_ping_s))[0]:
+                    yield PING
+                event = getter.result()
             try:
                 response, hit = task.result()
             except Exception as exc:
@@ -137,6 +147,8 @@ async def stream_summary(
                 response.timings_ms["first_sentence_ms"] = first_sentence_ms
             yield sse("done", response.model_dump_json())
         finally:
+            if getter is not None:
+                getter.cancel()
             if not task.done():  # the client went away: stop the summary and its model call
                 task.cancel()
 

@@ -60,6 +60,7 @@ class JudgeCost:
     completion_tokens: int = 0
     judged: int = 0
     changed: int = 0
+    tokens_estimated: bool = False  # a reply came without the server's token counts
 
     def as_dict(self) -> dict[str, int]:
         """Plain numbers for JSON output."""
@@ -130,6 +131,7 @@ async def judge_verifications(
     cost.calls += 1
     cost.prompt_tokens += result.prompt_tokens
     cost.completion_tokens += result.completion_tokens
+    cost.tokens_estimated |= result.tokens_estimated
     cost.judged += len(unsure)
     out = list(verifications)
     for verdict in result.data["verdicts"]:

@@ -11,6 +11,10 @@ Who retries what (never two layers on one failure):
 Streamed calls (`complete_json(..., sink=...)`, chat_stream.py reads the SSE) follow the same two
 policies only until the sink has handed a part of the reply on (`sink.committed`): after that a
 broken stream or an invalid reply raises at once, since a retry would repeat what the reader saw.
+A server that refuses `stream_options` (a 400/422 naming it) is asked again without it, and one
+that refuses `stream` without streaming; like the structured-output downgrade, once per client.
+A reply without token usage (llama-cpp-python's streams ignore `include_usage`) is counted with
+the offline estimate (chunking.estimate_tokens) and marked `tokens_estimated`.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from service.core.breaker import CircuitBreaker
 from service.core.config import Settings
 from service.core.errors import LLMBadOutput, LLMTimeout, LLMUnavailable
 from service.pipeline.chat_stream import StreamBroken, StreamTimeout, read_chat_stream
+from service.pipeline.chunking import estimate_tokens
 from service.pipeline.limits import llm_call_slot
 
 if TYPE_CHECKING:  # imported where used: `import openai` takes ~1 s, which no embedded-only run needs
@@ -52,6 +57,9 @@ CHAT_COMPLETIONS_PATH = "/chat/completions"
 # The opening fence only: a closing one is cut with str methods, since `\s*```$` tried from every
 # space of a long run of them (quadratic in the run).
 _OPENING_FENCE = re.compile(r"^```(?:json)?\s*")
+# A refusal of the streaming fields: "stream_options"/"include_usage", or "stream" as a word (not "upstream").
+_NAMES_STREAM_OPTIONS = re.compile(r"stream_options|include_usage")
+_NAMES_STREAM = re.compile(r"(?<![a-z_])stream(?![a-z_])")
 
 
 @dataclass
@@ -64,6 +72,7 @@ class LLMResult:
     attempts: int  # transport attempts summed over re-asks
     reasks: int
     model: str
+    tokens_estimated: bool = False  # a reply came without usage: its counts are estimate_tokens's
 
 
 class InvalidOutput(ValueError):
@@ -195,6 +204,9 @@ class LLMClient:
         self.model = settings.model
         # Downgraded at run time when a server refuses json_schema (some vLLM/llama.cpp builds).
         self.structured_output = settings.structured_output
+        # Turned off at run time when a server refuses them (a 400 naming `stream_options` / `stream`).
+        self.stream_options = True
+        self.stream = True
         self.retries = 0  # transport retries made by this client, for metrics
         self.breaker = CircuitBreaker(settings.breaker_failure_threshold, settings.breaker_cooldown_s)
 
@@ -229,9 +241,10 @@ class LLMClient:
         }
         if response_format is not None:
             body["response_format"] = response_format
-        if sink is not None:
+        if sink is not None and self.stream:
             body["stream"] = True
-            body["stream_options"] = {"include_usage": True}
+            if self.stream_options:
+                body["stream_options"] = {"include_usage": True}
             sink.restart()
             async with llm_call_slot(self.settings), metrics.observe_llm_call():
                 # cast_to=httpx.Response with stream=True: openai maps the status as usual and hands
@@ -320,15 +333,30 @@ class LLMClient:
         schema: dict[str, Any],
         sink: ReplySink | None = None,
     ) -> dict[str, Any]:
-        """One request; when the server refuses the structured-output mode, ask again in a plainer one."""
+        """One request; when the server refuses the structured-output mode or a streaming field, ask again without."""
         import openai
 
         while True:
             try:
                 return await self._create(messages, self._response_format(schema_name, schema), sink)
             except openai.APIStatusError as exc:
-                if not self._downgrade_structured_output(exc):
+                if not (self._downgrade_streaming(exc, sink) or self._downgrade_structured_output(exc)):
                     raise
+
+    def _downgrade_streaming(self, exc: openai.APIStatusError, sink: ReplySink | None) -> bool:
+        """Drop `stream_options`, then `stream`, when a 400/422 names the one this request sent."""
+        if sink is None or not self.stream or exc.status_code not in (400, 422):
+            return False
+        text = str(exc.message).lower()
+        if self.stream_options and _NAMES_STREAM_OPTIONS.search(text):
+            self.stream_options = False
+            log.warning("server refused stream_options; streaming without it (token usage may then be estimated)")
+            return True
+        if _NAMES_STREAM.search(text):
+            self.stream = False
+            log.warning("server refused stream; asking for whole replies instead")
+            return True
+        return False
 
     def _count_retry(self, state: RetryCallState) -> None:
         self.retries += 1
@@ -371,16 +399,20 @@ class LLMClient:
         """
         conversation = list(messages)
         prompt_tokens = completion_tokens = attempts = 0
+        estimated = False
         last_error = ""
         for reask in range(self.settings.llm_reask_attempts + 1):
             async with self.breaker.guard():  # breaker.py: fail fast after repeated upstream failures
                 completion, made = await self._create_with_retries(conversation, schema_name, schema, sink)
             attempts += made
             usage = _token_usage(completion)
+            metrics.record_llm_tokens(usage)  # what servers reported, never our estimate
+            content = _reply_content(completion)
+            if not any(usage.values()):  # no usage in the reply: count the estimate rather than 0 + 0
+                usage = {"prompt": _estimate_prompt_tokens(conversation), "completion": estimate_tokens(content or "")}
+                estimated = True
             prompt_tokens += usage["prompt"]
             completion_tokens += usage["completion"]
-            metrics.record_llm_tokens(usage)
-            content = _reply_content(completion)
             try:
                 data = parse_json_reply(content, validate)
             except InvalidOutput as exc:
@@ -402,7 +434,7 @@ class LLMClient:
                     },
                 ]
                 continue
-            return LLMResult(data, prompt_tokens, completion_tokens, attempts, reask, self.model)
+            return LLMResult(data, prompt_tokens, completion_tokens, attempts, reask, self.model, estimated)
         raise LLMBadOutput(
             f"the model's answer was not valid after {self.settings.llm_reask_attempts + 1} tries: {last_error}. "
             + _what_to_try(self.model, self.structured_output),
@@ -438,6 +470,11 @@ def _token_usage(completion: dict[str, Any]) -> dict[str, int]:
         kind: count if isinstance(count := usage.get(f"{kind}_tokens"), int) and count > 0 else 0
         for kind in ("prompt", "completion")
     }
+
+
+def _estimate_prompt_tokens(messages: list[dict[str, str]]) -> int:
+    """The offline estimate of a prompt's tokens: its messages' text, plus a few per message for the roles."""
+    return sum(estimate_tokens(str(m.get("content") or "")) + 4 for m in messages)
 
 
 def _reply_content(completion: dict[str, Any]) -> str | None:

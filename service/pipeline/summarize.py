@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from service.core.config import Settings
-from service.core.errors import LLMTimeout, UnprocessableArticle
+from service.core.errors import LLMError, LLMTimeout, UnprocessableArticle
 from service.core.metrics import record_summary_verdicts
 from service.core.offload import run_cpu_bound
 from service.core.redact import redact_url
@@ -38,6 +39,8 @@ from service.pipeline.prompts import id_text_pairs, load_prompt
 from service.pipeline.segment import segment
 from service.pipeline.streaming import EventSink, SentenceStream, StreamEvent
 from service.verifier.verify import DEFAULT_THRESHOLD, SourceIndex, Verification, verify_claim
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 OnDraft = Callable[["Draft"], None]  # a final summary draft, handed on as soon as it is written
@@ -110,6 +113,7 @@ class Run:
     # Set once the first model request is on the wire (or its call ended): work not needed before
     # verify waits for it, so it does not compete with preparing and sending the request.
     model_called: asyncio.Event = field(default_factory=asyncio.Event)
+    notes: list[str] = field(default_factory=list)  # remarks for the response's `notes`
 
 
 def validate_summary_reply(data: dict[str, Any]) -> None:
@@ -204,6 +208,7 @@ class LLMDrafter:
         run.usage.reasks += result.reasks
         run.usage.prompt_tokens += result.prompt_tokens
         run.usage.completion_tokens += result.completion_tokens
+        run.usage.tokens_estimated |= result.tokens_estimated
         # The objects handed on while streaming are the reply's first ones (same JSON): the rest follow.
         rest = drafts_from_reply({"sentences": result.data["sentences"][len(streamed) :]}, allowed, run)
         if on_draft is not None:
@@ -513,20 +518,33 @@ class Announcer:
 async def judge_unsure(
     checked: list[tuple[Draft, Verification]], index: SourceIndex, llm: LLMClient, settings: Settings, run: Run
 ) -> list[tuple[Draft, Verification]]:
-    """The LLM judge's verdicts for sentences within `verify_judge_band` of the threshold; cost in `run`."""
+    """The LLM judge's verdicts for sentences within `verify_judge_band` of the threshold; cost in `run`.
+
+    The judge is a second opinion: when it cannot be used (the model down, timing out, or answering
+    unusably after the re-asks; the breaker open), the embedded checker's verdicts stand and a note says so.
+    """
     cost = JudgeCost()
-    judged = await judge_verifications(
-        [d.text for d, _ in checked],
-        [v for _, v in checked],
-        index,
-        llm,
-        threshold=settings.verify_threshold if settings.verify_threshold is not None else DEFAULT_THRESHOLD,
-        band=settings.verify_judge_band,
-        cost=cost,
-    )
+    try:
+        judged = await judge_verifications(
+            [d.text for d, _ in checked],
+            [v for _, v in checked],
+            index,
+            llm,
+            threshold=settings.verify_threshold if settings.verify_threshold is not None else DEFAULT_THRESHOLD,
+            band=settings.verify_judge_band,
+            cost=cost,
+        )
+    except LLMError as exc:
+        log.warning("the LLM judge could not be used, keeping the embedded verdicts: %s: %s", type(exc).__name__, exc)
+        run.usage.llm_calls += exc.attempts  # the calls it made (0 when the breaker refused it)
+        run.notes.append(
+            f"the LLM judge could not be used ({_short(exc.message)}); the embedded checker's verdicts stand"
+        )
+        return checked
     run.usage.llm_calls += cost.calls
     run.usage.prompt_tokens += cost.prompt_tokens
     run.usage.completion_tokens += cost.completion_tokens
+    run.usage.tokens_estimated |= cost.tokens_estimated
     return [(draft, verification) for (draft, _), verification in zip(checked, judged, strict=True)]
 
 
@@ -631,7 +649,7 @@ async def summarize_document(
         timings_ms=timings,
         chunks=chunks,
         excerpt_ids=run.excerpt_ids,
-        notes=[*document.notes, *_length_notes(len(sentences), max_sentences)],
+        notes=[*document.notes, *_length_notes(len(sentences), max_sentences), *run.notes],
     )
 
 
@@ -684,6 +702,10 @@ async def summarize_request(
     response.timings_ms["total_ms"] = _ms_since(started)
     record_summary_verdicts(response)
     return response
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _ms_since(start: float) -> float:

@@ -174,6 +174,31 @@ async def test_llm_garbage_is_502(httpx_mock: HTTPXMock, llm_settings: Settings,
     await llm.aclose()
 
 
+async def test_a_judge_that_is_down_leaves_a_200_with_the_embedded_verdicts_and_a_note(
+    httpx_mock: HTTPXMock, llm_settings: Settings, seed_text: str
+) -> None:
+    from tests.conftest import cited
+
+    settings = llm_settings.model_copy(update={"verify_judge_band": 0.5, "cache_enabled": False})  # all unsure
+    reply = cited(("Two convoys of unmarked trucks were filmed 400km from the border.", ["s12"]))
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(reply))
+    for _ in range(settings.llm_max_attempts):  # the judge's call: 502 after the retries
+        httpx_mock.add_response(url=CHAT_URL, status_code=502, json={"error": {"message": "bad gateway"}})
+    client, llm = await llm_client(settings)
+    async with client:
+        response = await client.post("/v1/summaries", json={"text": seed_text, "policy": "flag"})
+    await llm.aclose()
+    assert response.status_code == 200, response.text
+    body = response.json()
+    [sentence] = body["summary"]
+    assert not (sentence["reason"] or "").startswith("judge:")
+    assert body["notes"] == [
+        "the LLM judge could not be used (the model server answered HTTP 502 3 times; giving up);"
+        " the embedded checker's verdicts stand"
+    ]
+    assert body["usage"]["llm_calls"] == 1 + settings.llm_max_attempts
+
+
 async def test_a_repeated_request_is_served_from_cache_with_zero_llm_calls(
     httpx_mock: HTTPXMock, llm_settings: Settings, seed_text: str, tmp_path
 ) -> None:

@@ -149,6 +149,106 @@ async def test_with_the_judge_on_a_sentence_outside_its_band_is_sent_at_once(
     assert [d["text"] for k, d in events if k == "sentence"] == [verbatim] and events[-1][0] == "error"
 
 
+async def test_with_the_judge_failing_the_held_sentences_go_out_with_their_embedded_verdicts(
+    httpx_mock: HTTPXMock, settings: Settings, seed_text: str
+) -> None:
+    ids = await seed_ids(seed_text, settings)
+    reply = cited(
+        ("Two convoys of unmarked trucks were filmed 400km from the border.", [ids["400km"]]),
+        ("Aleksandr Baunov said Putin had few good options.", [ids["Aleksandr Baunov"]]),
+    )
+    httpx_mock.add_response(url=CHAT_URL, headers=SSE_HEADERS, stream=IteratorStream(sse_chunks(reply)))
+    for _ in range(settings.llm_reask_attempts + 1):  # the judge answers prose, twice
+        httpx_mock.add_response(url=CHAT_URL, json=chat_completion("Both sentences look fine to me."))
+    client, llm = await app_client(settings.model_copy(update={"verify_judge_band": 0.5}))  # every sentence held
+    async with client:
+        response = await client.post("/v1/summaries", json={"text": seed_text, "policy": "flag"}, headers=STREAM)
+    await llm.aclose()
+    events = parse_events(response.text)
+    assert [k for k, _ in events] == ["progress", "progress", "sentence", "sentence", "done"]
+    done = events[-1][1]
+    assert sorted(json.dumps(d, sort_keys=True) for k, d in events if k == "sentence") == sorted(
+        json.dumps(s, sort_keys=True) for s in done["summary"]
+    )
+    assert not any((s["reason"] or "").startswith("judge:") for s in done["summary"])
+    [note] = done["notes"]
+    assert note.startswith("the LLM judge could not be used (the model's answer was not valid after 2 tries")
+    assert note.endswith("; the embedded checker's verdicts stand")
+
+
+async def test_a_server_refusing_stream_options_is_asked_again_without_them_and_usage_is_estimated(
+    httpx_mock: HTTPXMock, settings: Settings, seed_text: str
+) -> None:
+    ids = await seed_ids(seed_text, settings)
+    reply = cited(("Putin made two phone calls to Lukashenko.", [ids["two phone calls"]]))
+    refusal = {"error": {"message": "Unrecognized request argument supplied: stream_options", "type": "invalid_request_error"}}
+    httpx_mock.add_response(url=CHAT_URL, status_code=400, json=refusal)
+    # The retry streams, but like llama-cpp-python's server sends no usage chunk.
+    httpx_mock.add_response(url=CHAT_URL, headers=SSE_HEADERS, stream=IteratorStream(sse_chunks(reply, usage=False)))
+    httpx_mock.add_response(url=CHAT_URL, headers=SSE_HEADERS, stream=IteratorStream(sse_chunks(reply, usage=False)))
+    client, llm = await app_client(settings)
+    async with client:
+        first = await client.post("/v1/summaries", json={"text": seed_text, "policy": "flag"}, headers=STREAM)
+        again = await client.post("/v1/summaries", json={"text": seed_text, "policy": "flag"}, headers=STREAM)
+    await llm.aclose()
+    events = parse_events(first.text)
+    assert sorted(k for k, _ in events) == ["done", "progress", "progress", "sentence"]
+    usage = events[-1][1]["usage"]
+    bodies = [json.loads(r.content) for r in httpx_mock.get_requests()]
+    # The offline estimate (chars / 4, rounded up; 4 more per message) of the prompt sent and of the reply.
+    assert usage["tokens_estimated"] is True and usage["llm_calls"] == 1
+    assert usage["prompt_tokens"] == sum(-(-len(m["content"]) // 4) + 4 for m in bodies[1]["messages"]) > 1000
+    assert usage["completion_tokens"] == -(-len(reply) // 4)
+    assert bodies[0]["stream_options"] == {"include_usage": True}
+    assert bodies[1]["stream"] is True and "stream_options" not in bodies[1]
+    assert "stream_options" not in bodies[2]  # remembered: once per client, not once per call
+    assert parse_events(again.text)[-1][0] == "done"
+
+
+async def test_a_server_refusing_stream_gets_a_plain_request(
+    httpx_mock: HTTPXMock, settings: Settings, seed_text: str
+) -> None:
+    ids = await seed_ids(seed_text, settings)
+    reply = cited(("Putin made two phone calls to Lukashenko.", [ids["two phone calls"]]))
+    for field in ("stream_options", "stream"):
+        refusal = {"error": {"message": f"'{field}' is not supported by this server", "type": "invalid_request_error"}}
+        httpx_mock.add_response(url=CHAT_URL, status_code=400, json=refusal)
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(reply, prompt_tokens=700, completion_tokens=30))
+    client, llm = await app_client(settings)
+    async with client:
+        response = await client.post("/v1/summaries", json={"text": seed_text, "policy": "flag"}, headers=STREAM)
+    await llm.aclose()
+    events = parse_events(response.text)
+    assert sorted(k for k, _ in events) == ["done", "progress", "progress", "sentence"]
+    assert events[-1][1]["usage"] == {
+        "llm_calls": 1, "prompt_tokens": 700, "completion_tokens": 30, "retries": 0, "reasks": 0, "tokens_estimated": False
+    }
+    bodies = [json.loads(r.content) for r in httpx_mock.get_requests()]
+    assert [("stream" in b, "stream_options" in b) for b in bodies] == [(True, True), (True, False), (False, False)]
+
+
+async def test_a_silent_stretch_is_filled_with_keep_alive_pings(
+    httpx_mock: HTTPXMock, settings: Settings, seed_text: str
+) -> None:
+    ids = await seed_ids(seed_text, settings)
+    reply = cited(("Putin made two phone calls to Lukashenko.", [ids["two phone calls"]]))
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.5)  # the model thinks; only the first progress event has gone out
+        return httpx.Response(200, json=chat_completion(reply))
+
+    httpx_mock.add_callback(slow, url=CHAT_URL)
+    client, llm = await app_client(settings.model_copy(update={"sse_ping_s": 0.05}))
+    async with client:
+        response = await client.post("/v1/summaries", json={"text": seed_text, "policy": "flag"}, headers=STREAM)
+    await llm.aclose()
+    blocks = response.text.strip().split("\n\n")
+    pings = [i for i, block in enumerate(blocks) if block == ": ping"]
+    assert len(pings) >= 3 and pings == list(range(1, 1 + len(pings)))  # right after the first progress event
+    events = parse_events("\n\n".join(b for b in blocks if b != ": ping"))
+    assert sorted(k for k, _ in events) == ["done", "progress", "progress", "sentence"]
+
+
 async def test_a_cached_answer_streams_its_sentences_at_once(llm_settings: Settings, httpx_mock: HTTPXMock, seed_text: str) -> None:
     ids = await seed_ids(seed_text, llm_settings)
     reply = cited(("Putin made two phone calls to Lukashenko.", [ids["two phone calls"]]))

@@ -56,7 +56,8 @@ async def test_only_unsure_sentences_are_sent_and_verdicts_applied(
     assert result[0].verdict == "unsupported" and result[0].score < 0.5
     assert result[0].reason == "judge: the trucks were 400km away, not 500km"
     assert result[1] == checked[1]
-    assert cost.as_dict() == {"calls": 1, "prompt_tokens": 300, "completion_tokens": 25, "judged": 1, "changed": 1}
+    assert cost.as_dict() == {"calls": 1, "prompt_tokens": 300, "completion_tokens": 25, "judged": 1, "changed": 1,
+                               "tokens_estimated": False}
     body = json.loads(httpx_mock.get_requests()[0].content)
     user = body["messages"][-1]["content"]
     assert "Sentence 0: Trucks were filmed 500km from the border." in user

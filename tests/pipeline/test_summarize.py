@@ -332,3 +332,59 @@ async def test_asking_for_more_sentences_than_the_article_has_says_so() -> None:
     assert len(whole.notes) == 1 and "only 2 sentences" in whole.notes[0] and "up to 5" in whole.notes[0]
     fewer = await summarize_request(SummaryRequest(text=text, max_sentences=1), settings=Settings())
     assert fewer.notes == []
+
+
+# --- the LLM judge is optional: when it cannot be used, the embedded verdicts stand -----------
+
+JUDGE_FAILURES = {
+    "not JSON": [{"json": chat_completion("I think the first sentence is fine.")}] * 2,
+    "wrong verdict count": [{"json": chat_completion(json.dumps({"verdicts": []}))}] * 2,
+    "5xx after the retries": [{"status_code": 503, "json": {"error": {"message": "overloaded"}}}] * 3,
+    "timeouts after the retries": [{"exception": httpx.ReadTimeout("slow")}] * 3,
+    "circuit breaker open": [],
+}
+
+
+@pytest.mark.parametrize("failure", JUDGE_FAILURES)
+async def test_an_unusable_judge_leaves_the_embedded_verdicts_and_a_note(
+    httpx_mock: HTTPXMock, llm_settings: Settings, seed_text: str, failure: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    ids = await seed_ids(seed_text, llm_settings)
+    reply = cited(
+        ("Two convoys of unmarked trucks were filmed 400km from the Belarusian border.", [ids["400km"]]),
+        ("Aleksandr Baunov said Putin had few good options.", [ids["Aleksandr Baunov"]]),
+    )
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(reply))
+    embedded = await run(llm_settings, text=seed_text, policy="flag")  # judge off: the embedded verdicts
+
+    settings = llm_settings.model_copy(update={"verify_judge_band": 0.5})  # every sentence counts as unsure
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion(reply, prompt_tokens=900))
+    for answer in JUDGE_FAILURES[failure]:
+        if "exception" in answer:
+            httpx_mock.add_exception(answer["exception"], url=CHAT_URL)
+        else:
+            httpx_mock.add_response(url=CHAT_URL, **answer)
+    llm = LLMClient(settings)
+
+    def open_the_breaker(done: int, total: int) -> None:
+        # After the draft call: other requests' failures have opened the breaker meanwhile.
+        if failure == "circuit breaker open" and done == total:
+            llm.breaker.failures = settings.breaker_failure_threshold
+            llm.breaker.opened_at = llm.breaker.clock()
+            llm.breaker.state = "open"
+
+    try:
+        response = await summarize_request(
+            SummaryRequest(text=seed_text, policy="flag"), settings=settings, llm=llm, progress=open_the_breaker
+        )
+    finally:
+        await llm.aclose()
+
+    assert [(s.text, s.verdict, s.score, s.reason) for s in response.summary] == [
+        (s.text, s.verdict, s.score, s.reason) for s in embedded.summary
+    ]
+    [note] = [n for n in response.notes if "judge" in n]
+    assert note.startswith("the LLM judge could not be used (") and note.endswith("the embedded checker's verdicts stand")
+    assert "judge could not be used" in caplog.text
+    assert response.usage.prompt_tokens == 900 and response.usage.llm_calls == 1 + len(JUDGE_FAILURES[failure])
+    assert len(httpx_mock.get_requests()) == 2 + len(JUDGE_FAILURES[failure])
