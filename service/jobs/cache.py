@@ -22,6 +22,7 @@ from service.core.schema import SummaryRequest, SummaryResponse, Usage
 from service.jobs.store_sqlite import SQLiteDatabase, write_locked
 from service.pipeline.extractive import MODEL_NAME as EXTRACTIVE_MODEL
 from service.pipeline.prompts import available_prompts, load_prompt
+from service.pipeline.summarize import answered_without_judge
 
 if TYPE_CHECKING:  # redis is an optional extra: only Redis mode needs it at run time
     from redis.asyncio import Redis
@@ -211,6 +212,9 @@ async def cached_summarize(
     if stored is not None:
         return as_cache_hit(stored, round((time.perf_counter() - started) * 1000, 3)), True
     response = await summarize(request, settings=settings, progress=progress, **summarize_kwargs)
+    if answered_without_judge(response):  # a passing judge outage must not be served for a day
+        log.info("result cache: not storing %s, answered without the LLM judge", key[:12])
+        return response, False
     if store_later is None:
         await store_answer(cache, key, response)
     else:

@@ -49,6 +49,7 @@ OnDraft = Callable[["Draft"], None]  # a final summary draft, handed on as soon 
 # turns the schema into a grammar (llama.cpp) then cannot emit an id the model was not shown.
 MAX_ENUM_IDS = 200
 MAX_CITATIONS = 3  # the prompts ask for 1 to 3 ids per sentence
+JUDGE_UNUSED_NOTE = "the LLM judge could not be used"  # how the note on a judge failure begins
 
 
 def summary_schema(ids: Iterable[str], max_sentences: int) -> dict[str, Any]:
@@ -537,9 +538,7 @@ async def judge_unsure(
     except LLMError as exc:
         log.warning("the LLM judge could not be used, keeping the embedded verdicts: %s: %s", type(exc).__name__, exc)
         run.usage.llm_calls += exc.attempts  # the calls it made (0 when the breaker refused it)
-        run.notes.append(
-            f"the LLM judge could not be used ({_short(exc.message)}); the embedded checker's verdicts stand"
-        )
+        run.notes.append(f"{JUDGE_UNUSED_NOTE} ({_short(exc.message)}); the embedded checker's verdicts stand")
         return checked
     run.usage.llm_calls += cost.calls
     run.usage.prompt_tokens += cost.prompt_tokens
@@ -661,6 +660,11 @@ def _length_notes(sentence_count: int, max_sentences: int) -> list[str]:
         f"the article has only {sentence_count} sentence{'' if sentence_count == 1 else 's'} and up to"
         f" {max_sentences} were asked for, so the summary can be the whole article"
     ]
+
+
+def answered_without_judge(response: SummaryResponse) -> bool:
+    """Whether the LLM judge was meant to run but could not (the answer then is not worth caching)."""
+    return any(note.startswith(JUDGE_UNUSED_NOTE) for note in response.notes)
 
 
 def make_drafter(settings: Settings, llm: LLMClient | None) -> Drafter:

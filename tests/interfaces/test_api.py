@@ -199,6 +199,33 @@ async def test_a_judge_that_is_down_leaves_a_200_with_the_embedded_verdicts_and_
     assert body["usage"]["llm_calls"] == 1 + settings.llm_max_attempts
 
 
+async def test_an_answer_made_without_the_judge_is_not_cached(
+    httpx_mock: HTTPXMock, llm_settings: Settings, seed_text: str, tmp_path
+) -> None:
+    from tests.conftest import cited
+
+    settings = llm_settings.model_copy(update={"verify_judge_band": 0.5, "job_db_path": str(tmp_path / "jobs.sqlite3")})
+    reply = chat_completion(cited(("Two convoys of unmarked trucks were filmed 400km from the border.", ["s12"])))
+    verdict = chat_completion(json.dumps({"verdicts": [{"index": 0, "supported": True, "reason": "in s12"}]}))
+    httpx_mock.add_response(url=CHAT_URL, json=reply)
+    for _ in range(settings.llm_max_attempts):  # the judge is down for the first request only
+        httpx_mock.add_response(url=CHAT_URL, status_code=503, json={"error": {"message": "overloaded"}})
+    httpx_mock.add_response(url=CHAT_URL, json=reply)
+    httpx_mock.add_response(url=CHAT_URL, json=verdict)
+    llm = LLMClient(settings)
+    app = create_app(settings, llm=llm)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app), base_url="http://citesum.test"
+    ) as client:
+        first = (await client.post("/v1/summaries", json={"text": seed_text, "policy": "flag"})).json()
+        second = (await client.post("/v1/summaries", json={"text": seed_text, "policy": "flag"})).json()
+        third = (await client.post("/v1/summaries", json={"text": seed_text, "policy": "flag"})).json()
+    await llm.aclose()
+    assert first["notes"] and first["notes"][0].startswith("the LLM judge could not be used")
+    assert second["usage"]["llm_calls"] == 2 and second["notes"] == []  # asked again, judged this time
+    assert third["usage"]["llm_calls"] == 0 and third["summary"] == second["summary"]  # that one was stored
+
+
 async def test_a_repeated_request_is_served_from_cache_with_zero_llm_calls(
     httpx_mock: HTTPXMock, llm_settings: Settings, seed_text: str, tmp_path
 ) -> None:
