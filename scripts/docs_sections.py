@@ -24,7 +24,7 @@ import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -287,27 +287,9 @@ def replace_section(text: str, name: str, body: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def stale_sections(names: list[str], root: Path | None = None) -> tuple[list[str], list[str]]:
-    """(stale, skipped) among `names`: stale when the file's body differs from a fresh render."""
-    root = root or ROOT
-    stale, skipped = [], []
-    for name in names:
-        section = BY_NAME[name]
-        try:
-            body = section.render()
-        except SourceMissing as exc:
-            skipped.append(f"{name}: {exc}")
-            continue
-        text = (root / section.file).read_text(encoding="utf-8")
-        if read_section(text, name) != body.strip("\n") + "\n":
-            stale.append(f"{section.file}: {name}")
-    return stale, skipped
-
-
-def write_sections(names: list[str], root: Path | None = None) -> tuple[list[str], list[str]]:
-    """Rewrite the sections `names`; (changed, skipped)."""
-    root = root or ROOT
-    changed, skipped = [], []
+def _rendered(names: list[str], root: Path, skipped: list[str]) -> Iterator[tuple[str, Path, str, str]]:
+    """(name, file path, file text, fresh body) of each section in `names` whose source is at hand;
+    the others are added to `skipped` with the reason."""
     for name in names:
         section = BY_NAME[name]
         try:
@@ -316,11 +298,30 @@ def write_sections(names: list[str], root: Path | None = None) -> tuple[list[str
             skipped.append(f"{name}: {exc}")
             continue
         path = root / section.file
-        text = path.read_text(encoding="utf-8")
+        yield name, path, path.read_text(encoding="utf-8"), body
+
+
+def stale_sections(names: list[str], root: Path | None = None) -> tuple[list[str], list[str]]:
+    """(stale, skipped) among `names`: stale when the file's body differs from a fresh render."""
+    root = root or ROOT
+    stale: list[str] = []
+    skipped: list[str] = []
+    for name, _path, text, body in _rendered(names, root, skipped):
+        if read_section(text, name) != body.strip("\n") + "\n":
+            stale.append(f"{BY_NAME[name].file}: {name}")
+    return stale, skipped
+
+
+def write_sections(names: list[str], root: Path | None = None) -> tuple[list[str], list[str]]:
+    """Rewrite the sections `names`; (changed, skipped)."""
+    root = root or ROOT
+    changed: list[str] = []
+    skipped: list[str] = []
+    for name, path, text, body in _rendered(names, root, skipped):
         new = replace_section(text, name, body)
         if new != text:
             path.write_text(new, encoding="utf-8")
-            changed.append(f"{section.file}: {name}")
+            changed.append(f"{BY_NAME[name].file}: {name}")
     return changed, skipped
 
 
