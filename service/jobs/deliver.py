@@ -21,6 +21,7 @@ from service.core.config import Settings
 
 __all__ = [
     "DeliveryError",
+    "MessageNotUpdated",
     "TargetNotAllowed",
     "check_target",
     "delete_response_url_message",
@@ -28,6 +29,7 @@ __all__ = [
     "post_chat_message",
     "post_incoming_webhook",
     "post_to_response_url",
+    "update_chat_message",
 ]
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,10 @@ class DeliveryError(Exception):
 
 class TargetNotAllowed(DeliveryError):
     """The URL's host is not on the allow-list (or its scheme is not https), so nothing was sent."""
+
+
+class MessageNotUpdated(DeliveryError):
+    """chat.update refused for good (the message was deleted, can no longer be edited, …): post anew instead."""
 
 
 class _Retryable(DeliveryError):
@@ -243,6 +249,45 @@ async def post_chat_message(
         headers={"Authorization": f"Bearer {settings.slack_bot_token.get_secret_value()}"},
         label="chat.postMessage",
     )
+    return response.json()
+
+
+async def update_chat_message(
+    client: httpx.AsyncClient, message: dict[str, Any], *, settings: Settings, channel: str, ts: str
+) -> dict[str, Any]:
+    """Replace the text and blocks of a message posted earlier (chat.update, bot token).
+
+    Raises MessageNotUpdated when Slack refuses for good (`message_not_found`, `cant_update_message`,
+    `edit_window_closed`, another 4xx): the caller may post a new message instead. Transient failures
+    that outlast the retries raise a plain DeliveryError: the update may have landed, so posting anew
+    could show the summary twice.
+    """
+    if settings.slack_bot_token is None:
+        raise DeliveryError("SLACK_BOT_TOKEN is not set; cannot update with chat.update")
+    # Blocks left out of chat.update are kept: the text-only fallback must clear them with [].
+    payload: dict[str, Any] = {"channel": channel, "ts": ts, "text": message.get("text", ""), "blocks": []}
+    if message.get("blocks"):
+        payload["blocks"] = message["blocks"]
+    kwargs: dict[str, Any] = {
+        "settings": settings,
+        "headers": {"Authorization": f"Bearer {settings.slack_bot_token.get_secret_value()}"},
+        "label": "chat.update",
+    }
+    url = settings.slack_api_base_url.rstrip("/") + "/chat.update"
+    try:
+        try:
+            response = await _post(client, url, payload, **kwargs)
+        except DeliveryError as exc:
+            if not (payload["blocks"] and (exc.status == 400 or "invalid_blocks" in str(exc))):
+                raise
+            log.warning("chat.update: blocks refused (%s); sending the plain text instead", exc)
+            response = await _post(client, url, {**payload, "blocks": []}, **kwargs)
+    except _Retryable:
+        raise
+    except DeliveryError as exc:
+        if isinstance(exc.__cause__, httpx.TransportError):
+            raise
+        raise MessageNotUpdated(str(exc), status=exc.status, attempts=exc.attempts) from exc
     return response.json()
 
 

@@ -61,7 +61,7 @@ class Job(BaseModel):
     error: dict[str, Any] | None = None
     callback_url: str | None = None
     callback_format: CallbackFormat = "json"
-    callback_options: dict[str, str] = Field(default_factory=dict)  # response_type, channel, thread_ts
+    callback_options: dict[str, str] = Field(default_factory=dict)  # response_type, channel, thread_ts; what was posted
     callback_error: str | None = None
     cache_key: str | None = None
     owner: str | None = None  # see CHAT_OWNER above; never shown in the job document
@@ -137,6 +137,11 @@ class JobStore(Protocol):
 
     async def set_progress(self, job_id: str, attempt: int, done: int, total: int) -> bool:
         """Record progress for the current attempt; False (ignored) for a stale attempt."""
+        ...
+
+    async def set_callback_options(self, job_id: str, attempt: int, options: dict[str, str]) -> bool:
+        """Replace the job's callback options while attempt `attempt` runs (what was already posted, e.g. a
+        message's ts), so a later attempt or a restarted worker updates that message; False for a stale attempt."""
         ...
 
     async def finish(

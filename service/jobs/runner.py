@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import importlib
 import inspect
 import logging
@@ -20,7 +21,7 @@ from service.core.errors import SummaryError
 from service.core.schema import SummaryRequest
 from service.jobs.cache import ResultCache, Summarizer, cached_summarize
 from service.jobs.callbacks import send_callback
-from service.jobs.chat_updates import EARLY_POSTS, ChatUpdates
+from service.jobs.chat_updates import ChatUpdates
 from service.jobs.job import Job, JobStore, abandoned_problem, problem_from_exception
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,9 @@ class JobRunner:
             return Outcome.SKIPPED
         log.info("job %s: attempt %d of %d", job_id, attempt, job.max_attempts)
         progress = ProgressRecorder(self.store, job_id, attempt)
-        # A slash command's early sentences, when the summarizer reports them (settings.job_summarizer may not).
-        updates = ChatUpdates.for_job(job, self.settings) if takes_events(self.summarize) else None
+        remember = functools.partial(self.store.set_callback_options, job_id, attempt)
+        # Early sentences in chat, when the summarizer reports them (settings.job_summarizer may not).
+        updates = ChatUpdates.for_job(job, self.settings, remember) if takes_events(self.summarize) else None
         try:
             request = SummaryRequest.model_validate(job.request)
             async with asyncio.timeout(self.settings.job_timeout_s):
@@ -129,21 +131,21 @@ class JobRunner:
                 )
         except Exception as exc:
             await progress.flush()
-            early = updates is not None and await updates.close()
+            if updates is not None:
+                job = await updates.close()  # with what it posted: the next message replaces that one
             problem = problem_from_exception(exc, attempts=attempt)
             if is_retryable(exc) and attempt < job.max_attempts:
+                # An early message stays: the store remembers it, so the retry updates it in place.
                 log.warning("job %s: attempt %d failed (%s); will retry", job_id, attempt, problem["detail"])
-                if early and updates is not None:  # the next attempt posts its own: never two messages
-                    await updates.withdraw()
                 await self.store.retry_later(
                     job_id, attempt, retry_delay_s(attempt, self.settings.job_retry_backoff_s), problem
                 )
                 return Outcome.RETRY
             log.warning("job %s: failed after %d attempt(s): %s", job_id, attempt, problem["detail"])
-            return await self._finish_or_end(_with_early_posts(job) if early else job, attempt, error=problem)
+            return await self._finish_or_end(job, attempt, error=problem)
         await progress.flush()
-        if updates is not None and await updates.close():
-            job = _with_early_posts(job)
+        if updates is not None:
+            job = await updates.close()
         if hit:
             log.info("job %s: answered from the result cache", job_id)
         return await self._finish_or_end(job, attempt, result=response.model_dump(mode="json"))
@@ -171,13 +173,9 @@ class JobRunner:
         done = job.model_copy(
             update={"status": "failed" if error else "succeeded", "result": result, "error": error, "attempts": attempt}
         )
-        callback_error = await send_callback(done, settings=self.settings)
+        remember = functools.partial(self.store.set_callback_options, job.id, attempt)
+        callback_error = await send_callback(done, settings=self.settings, remember=remember)
         recorded = await self.store.finish(job.id, attempt, result=result, error=error, callback_error=callback_error)
         if not recorded:
             return Outcome.SKIPPED
         return Outcome.FAILED if error else Outcome.SUCCEEDED
-
-
-def _with_early_posts(job: Job) -> Job:
-    """The job, marked so that its final message replaces the early one (callbacks.py)."""
-    return job.model_copy(update={"callback_options": {**job.callback_options, EARLY_POSTS: "1"}})

@@ -146,6 +146,10 @@ class RedisJobStore:
         args = [attempt, "progress_done", done, "progress_total", total, "updated_at", repr(time.time())]
         return bool(await self._update(keys=[PREFIX + job_id], args=args))
 
+    async def set_callback_options(self, job_id: str, attempt: int, options: dict[str, str]) -> bool:
+        args = [attempt, "callback_options", json.dumps(options), "updated_at", repr(time.time())]
+        return bool(await self._update(keys=[PREFIX + job_id], args=args))
+
     async def finish(
         self,
         job_id: str,

@@ -216,7 +216,9 @@ class SQLiteJobStore:
 
         def tx(conn: sqlite3.Connection) -> tuple[Job, bool]:
             if slot is not None:
-                row = conn.execute(f"SELECT {_COLUMNS}, fingerprint FROM jobs WHERE idempotency_key = ?", (slot,)).fetchone()
+                row = conn.execute(
+                    f"SELECT {_COLUMNS}, fingerprint FROM jobs WHERE idempotency_key = ?", (slot,)
+                ).fetchone()
                 if row is not None:
                     if fingerprint is not None and row["fingerprint"] != fingerprint:
                         raise IdempotencyKeyReused(
@@ -281,6 +283,15 @@ class SQLiteJobStore:
                 "UPDATE jobs SET progress_done = ?, progress_total = ?, updated_at = ?"
                 " WHERE id = ? AND attempts = ? AND status = 'running'",
                 (done, total, time.time(), job_id, attempt),
+            )
+        )
+        return cursor.rowcount == 1
+
+    async def set_callback_options(self, job_id: str, attempt: int, options: dict[str, str]) -> bool:
+        cursor = await self.db.run(
+            lambda conn: conn.execute(
+                "UPDATE jobs SET callback_options = ?, updated_at = ? WHERE id = ? AND attempts = ? AND status = 'running'",
+                (json.dumps(options), time.time(), job_id, attempt),
             )
         )
         return cursor.rowcount == 1

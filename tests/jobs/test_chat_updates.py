@@ -1,13 +1,17 @@
-"""A slash command's summary written in place: early sentences, updates at most every interval, one final message.
+"""A chat summary written in place: early sentences, updates at most every interval, one final message.
 
-The response_url is a fake Slack (pytest-httpx callback) that keeps the channel as Slack shows it:
-a post adds a message, `replace_original` replaces the last one, `delete_original` removes it.
+Slash commands: the response_url is a fake Slack (pytest-httpx callback) that keeps the channel as Slack
+shows it: a post adds a message, `replace_original` replaces the last one, `delete_original` removes it.
+Mentions and DMs: a fake Web API keeps the thread: chat.postMessage adds a reply and answers its `ts`,
+chat.update edits the reply with that `ts` (or answers `message_not_found`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -20,11 +24,17 @@ from service.core.config import Settings
 from service.core.errors import InvalidInput
 from service.core.schema import SummaryRequest
 from service.jobs.backend import running_backend
+from service.jobs.callbacks import MESSAGE_TS, RESPONSE_URL_POSTS
+from service.jobs.job import CHAT_OWNER, Job, new_job_id
+from service.jobs.runner import JobRunner, Outcome
+from service.jobs.store_sqlite import SQLiteJobStore
 from service.pipeline.streaming import StreamEvent
 from tests.jobs.test_jobs import request_of, wait_finished
 from tests.jobs_fakes import canned_response
 
 RESPONSE_URL = "http://127.0.0.1:9/response"
+SLACK_API = re.compile(r"https://slack\.com/api/chat\.(postMessage|update)")
+THREAD = {"channel": "C1", "thread_ts": "1700000000.000100"}
 
 
 class FakeSlack:
@@ -46,11 +56,37 @@ class FakeSlack:
         return httpx.Response(200, text="ok")
 
 
-class SentenceBySentence:
-    """A summarizer that reports a verified sentence every `gap_s`, then answers (or fails)."""
+class FakeSlackAPI:
+    """Slack's Web API for the thread: what a reader would see there, and every call in order."""
 
-    def __init__(self, sentences: int = 5, gap_s: float = 0.3, error: Exception | None = None) -> None:
-        self.sentences, self.gap_s, self.error = sentences, gap_s, error
+    def __init__(self) -> None:
+        self.messages: dict[str, dict[str, Any]] = {}  # ts → the reply as shown, oldest first
+        self.calls: list[tuple[str, float, dict[str, Any]]] = []  # (method, time, body)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        method, body = request.url.path.rsplit("/", 1)[-1], json.loads(request.content)
+        assert request.headers["Authorization"] == "Bearer xoxb-test"
+        self.calls.append((method, time.monotonic(), body))
+        if method == "chat.postMessage":
+            ts = f"1700000100.{len(self.calls):06d}"
+            self.messages[ts] = body
+            return httpx.Response(200, json={"ok": True, "channel": body["channel"], "ts": ts})
+        if body["ts"] not in self.messages:
+            return httpx.Response(200, json={"ok": False, "error": "message_not_found"})
+        self.messages[body["ts"]] = {**self.messages[body["ts"]], "text": body["text"], "blocks": body["blocks"]}
+        return httpx.Response(200, json={"ok": True, "channel": body["channel"], "ts": body["ts"]})
+
+    def methods(self) -> list[str]:
+        return [method for method, _, _ in self.calls]
+
+
+class SentenceBySentence:
+    """A summarizer that reports a verified sentence every `gap_s`, then answers (or fails, or hangs)."""
+
+    def __init__(
+        self, sentences: int = 5, gap_s: float = 0.3, error: Exception | None = None, hang: bool = False
+    ) -> None:
+        self.sentences, self.gap_s, self.error, self.hang = sentences, gap_s, error, hang
         self.finished_at = 0.0
 
     async def __call__(self, request: SummaryRequest, *, settings: Settings, events=None, **_: Any):
@@ -58,6 +94,8 @@ class SentenceBySentence:
             await asyncio.sleep(self.gap_s)
             if events is not None:
                 events(StreamEvent("sentence", {"text": f"Sentence {n}.", "verdict": "supported", "citations": []}))
+        if self.hang:  # a worker that is about to die: it never answers
+            await asyncio.Event().wait()
         self.finished_at = time.monotonic()
         if self.error is not None:
             raise self.error
@@ -70,6 +108,7 @@ def settings(tmp_path: Path) -> Settings:
         job_db_path=str(tmp_path / "jobs.sqlite3"),
         job_retry_backoff_s=0.0,
         slack_response_hosts=["127.0.0.1"],
+        slack_bot_token="xoxb-test",
         slack_delivery_backoff_initial_s=0.0,
         chat_update_interval_s=0.6,
         chat_update_max_posts=2,
@@ -85,6 +124,14 @@ async def run_job(settings: Settings, summarizer: Any, slack: FakeSlack, httpx_m
             callback_format="slack_response_url",
             callback_options={"response_type": visibility},
         )
+        return await wait_finished(backend, job.id)
+
+
+async def run_mention_job(settings: Settings, summarizer: Any, api: FakeSlackAPI, httpx_mock: HTTPXMock) -> Job:
+    """A mention's job (as slack.py submits it): its reply goes to the thread with chat.postMessage."""
+    httpx_mock.add_callback(api, url=SLACK_API, method="POST", is_reusable=True)
+    async with running_backend(settings, summarize=summarizer) as backend:
+        job, _ = await backend.submit(request_of(), callback_format="slack_chat", callback_options=dict(THREAD))
         return await wait_finished(backend, job.id)
 
 
@@ -134,9 +181,7 @@ async def test_early_posts_off(settings: Settings, httpx_mock: HTTPXMock) -> Non
     assert len(slack.posts) == 1
 
 
-async def test_a_retried_attempt_withdraws_its_early_post_so_the_retry_posts_the_only_one(
-    settings: Settings, httpx_mock: HTTPXMock
-) -> None:
+async def test_a_retried_attempt_updates_the_early_message_in_place(settings: Settings, httpx_mock: HTTPXMock) -> None:
     from service.core.errors import LLMUnavailable
 
     class FailsOnceAfterSentences(SentenceBySentence):
@@ -151,5 +196,160 @@ async def test_a_retried_attempt_withdraws_its_early_post_so_the_retry_posts_the
     done = await run_job(settings, FailsOnceAfterSentences(sentences=4, gap_s=0.3), slack, httpx_mock, "in_channel")
     assert done.status == "succeeded" and done.attempts == 2
     bodies = [body for _, body in slack.posts]
-    assert {"delete_original": True} in bodies  # attempt 1's early post withdrawn before the retry
-    assert len(slack.messages) == 1 and slack.messages[0] is bodies[-1] and bodies[-1]["replace_original"] is True
+    # Attempt 1's early message is kept and the retry's posts replace it: no delete, no second message,
+    # and the five posts a response_url takes are never exceeded (the delete used to cost one).
+    assert "replace_original" not in bodies[0] and all(body.get("replace_original") for body in bodies[1:])
+    assert {"delete_original": True} not in bodies and len(bodies) <= 5
+    assert slack.messages == [bodies[-1]] and bodies[-1]["blocks"] and "Sentence" not in bodies[-1]["text"]
+    assert done.callback_options[RESPONSE_URL_POSTS] == str(len(bodies))
+
+
+# --- mentions and DMs: chat.postMessage, then chat.update -----------------------------------------
+
+
+async def test_a_mention_reply_is_posted_early_then_updated_in_place_then_final(
+    settings: Settings, httpx_mock: HTTPXMock
+) -> None:
+    api, summarizer = FakeSlackAPI(), SentenceBySentence(sentences=6, gap_s=0.3)
+    done = await run_mention_job(settings, summarizer, api, httpx_mock)
+    assert done.status == "succeeded" and done.callback_error is None
+    methods, times = api.methods(), [at for _, at, _ in api.calls]
+    bodies = [body for _, _, body in api.calls]
+    # One reply, posted early, then only updates of it: two or more early states, then the final.
+    assert methods[0] == "chat.postMessage" and set(methods[1:]) == {"chat.update"} and len(methods) >= 3
+    assert times[0] < summarizer.finished_at - 0.5 and "Sentence 1." in bodies[0]["text"]
+    assert bodies[0]["channel"] == "C1" and bodies[0]["thread_ts"] == THREAD["thread_ts"]
+    assert all(later - earlier >= 0.6 for earlier, later in zip(times[:-2], times[1:-1], strict=True))  # throttled
+    (ts,) = api.messages
+    assert all(body["ts"] == ts and body["channel"] == "C1" for body in bodies[1:])
+    final = api.messages[ts]
+    assert final["blocks"] == bodies[-1]["blocks"] and "Sentence" not in final["text"]  # the summary itself
+    assert done.callback_options[MESSAGE_TS] == ts  # kept in the job store: a re-run updates this reply
+
+
+async def test_a_mention_done_at_once_is_posted_once(settings: Settings, httpx_mock: HTTPXMock) -> None:
+    api = FakeSlackAPI()
+    done = await run_mention_job(settings, SentenceBySentence(sentences=4, gap_s=0.0), api, httpx_mock)
+    assert done.status == "succeeded" and api.methods() == ["chat.postMessage"]
+    assert done.callback_options[MESSAGE_TS] in api.messages  # recorded, so a re-run would update it
+
+
+async def test_an_error_after_an_early_reply_replaces_it_with_the_error(
+    settings: Settings, httpx_mock: HTTPXMock
+) -> None:
+    api = FakeSlackAPI()
+    summarizer = SentenceBySentence(sentences=3, gap_s=0.3, error=InvalidInput("the model stopped"))
+    done = await run_mention_job(settings, summarizer, api, httpx_mock)
+    assert done.status == "failed" and "Sentence 1." in api.calls[0][2]["text"]  # the early reply
+    assert api.methods()[0] == "chat.postMessage" and set(api.methods()[1:]) == {"chat.update"}
+    [reply] = api.messages.values()
+    assert "the model stopped" in reply["text"] and "Sentence" not in reply["text"]
+
+
+async def test_a_deleted_early_reply_gets_one_new_reply_with_the_summary(
+    settings: Settings, httpx_mock: HTTPXMock
+) -> None:
+    api = FakeSlackAPI()
+
+    class DeletedByTheUser(SentenceBySentence):
+        async def __call__(self, request: SummaryRequest, **kwargs: Any):
+            response = await super().__call__(request, **kwargs)
+            api.messages.clear()  # someone deleted the early reply before the summary was done
+            return response
+
+    done = await run_mention_job(settings, DeletedByTheUser(sentences=3, gap_s=0.3), api, httpx_mock)
+    assert done.status == "succeeded" and done.callback_error is None
+    # The update of the deleted reply is refused for good: the summary is posted once, as a new reply.
+    assert api.methods()[0] == "chat.postMessage" and api.methods()[-2:] == ["chat.update", "chat.postMessage"]
+    assert api.methods().count("chat.postMessage") == 2
+    [(ts, reply)] = api.messages.items()
+    assert reply["blocks"] and "Sentence" not in reply["text"] and done.callback_options[MESSAGE_TS] == ts
+
+
+async def test_early_replies_off_for_mentions(settings: Settings, httpx_mock: HTTPXMock) -> None:
+    api = FakeSlackAPI()
+    off = settings.model_copy(update={"chat_update_interval_s": 0.0})
+    await run_mention_job(off, SentenceBySentence(sentences=3, gap_s=0.3), api, httpx_mock)
+    assert api.methods() == ["chat.postMessage"]
+
+
+# --- a worker that dies after the early post -------------------------------------------------------
+
+
+async def _within(timeout_s: float, condition: Any) -> bool:
+    """Whether `condition()` came true within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+@pytest.mark.parametrize("door", ["slash command", "mention"])
+async def test_a_rerun_after_the_worker_died_updates_the_early_message_never_posts_a_second(
+    settings: Settings, httpx_mock: HTTPXMock, door: str
+) -> None:
+    """Attempt 1 posts its early sentences and dies (its task is dropped mid-summary, its lease lapses);
+    a restarted worker re-runs the job, which must end as one message with the final summary."""
+    slack, api = FakeSlack(), FakeSlackAPI()
+    if door == "slash command":
+        httpx_mock.add_callback(slack, url=RESPONSE_URL, method="POST", is_reusable=True)
+        callback = {"callback_url": RESPONSE_URL, "callback_format": "slack_response_url",
+                    "callback_options": {"response_type": "in_channel"}}  # fmt: skip
+        posted_key = RESPONSE_URL_POSTS
+    else:
+        httpx_mock.add_callback(api, url=SLACK_API, method="POST", is_reusable=True)
+        callback = {"callback_format": "slack_chat", "callback_options": dict(THREAD)}
+        posted_key = MESSAGE_TS
+    job = Job(id=new_job_id(), request=request_of().model_dump(mode="json", exclude_none=True), owner=CHAT_OWNER,
+              max_attempts=3, **callback)  # fmt: skip
+
+    store = SQLiteJobStore(settings.job_db_path)
+    await store.create(job, idempotency_key="slack:event:EvCrash")
+    claimed = await store.claim_next("worker-1", lease_s=0.3)
+    assert claimed is not None
+    first = JobRunner(store=store, cache=None, settings=settings, summarize=SentenceBySentence(2, 0.05, hang=True))
+    attempt = asyncio.create_task(first.run_attempt(job.id, claimed.attempts))
+
+    async def early_post_out() -> bool:
+        return bool(slack.posts or api.calls)
+
+    async def early_post_recorded() -> bool:
+        stored = await store.get(job.id)
+        return stored is not None and posted_key in stored.callback_options
+
+    assert await _within(10.0, early_post_out)
+    await _within(2.0, early_post_recorded)  # its record follows the post
+    attempt.cancel()  # the worker dies: nothing of attempt 1 runs any more
+    with contextlib.suppress(asyncio.CancelledError):
+        await attempt
+    await store.close()
+    early = [body for _, body in slack.posts] + [body for _, _, body in api.calls]
+    assert len(early) == 1 and "Sentence 2." in early[0]["text"]
+
+    await asyncio.sleep(0.35)  # its lease lapses
+    restarted = SQLiteJobStore(settings.job_db_path)  # a new worker process on the same job file
+    try:
+        assert (await restarted.recover_expired())[0] == [job.id]
+        claimed = await restarted.claim_next("worker-2", lease_s=10.0)
+        assert claimed is not None and claimed.attempts == 2
+        rerun = SentenceBySentence(sentences=3, gap_s=0.3)
+        second = JobRunner(store=restarted, cache=None, settings=settings, summarize=rerun)
+        assert await second.run_attempt(job.id, claimed.attempts) is Outcome.SUCCEEDED
+        done = await restarted.get(job.id)
+    finally:
+        await restarted.close()
+    assert done is not None and done.status == "succeeded" and done.callback_error is None
+    if door == "slash command":
+        bodies = [body for _, body in slack.posts]
+        assert "replace_original" not in bodies[0] and all(body.get("replace_original") for body in bodies[1:])
+        assert len(bodies) <= 5 and slack.messages == [bodies[-1]]
+        shown = slack.messages
+    else:
+        assert api.methods().count("chat.postMessage") == 1 and api.methods()[0] == "chat.postMessage"
+        assert {body["ts"] for _, _, body in api.calls[1:]} == set(api.messages)
+        shown = list(api.messages.values())
+    # Exactly one message, and it holds the final summary (not the early sentences of either attempt).
+    [message] = shown
+    assert message["blocks"] and "Sentence" not in message["text"] and "Minsk said on Monday" in message["text"]
