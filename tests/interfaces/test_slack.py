@@ -26,6 +26,7 @@ from service.interfaces.api import create_app
 from service.interfaces.problems import install_problem_handlers
 from service.interfaces.signature import Clock
 from service.interfaces.slack import get_slack_clock, parse_text, router
+from service.pipeline.streaming import StreamEvent
 from tests.growth import Case, super_linear
 from tests.pipeline.test_render_slack import assert_valid_block_kit, make_response
 
@@ -33,6 +34,7 @@ SECRET = "test-signing-secret"
 NOW = 1_700_000_000
 RESPONSE_URL = "https://hooks.slack.com/commands/T1/123/abc"
 POST_MESSAGE_URL = "https://slack.com/api/chat.postMessage"
+UPDATE_URL = "https://slack.com/api/chat.update"
 ARTICLE_URL = "https://news.example.com/belarus"
 
 
@@ -581,6 +583,47 @@ async def test_a_retried_event_is_acked_and_processed_once(
     assert first.status_code == retry.status_code == 200 and retry.json()["duplicate"] is True
     assert await settle(app) == ["succeeded"]
     assert len(summarizer.calls) == 1 and len(posted(httpx_mock, POST_MESSAGE_URL)) == 1
+
+
+class StreamingSummarizer(FakeSummarizer):
+    """Reports each summary sentence as verified, `gap_s` apart, then answers `tail_s` later (a streamed LLM)."""
+
+    gap_s, tail_s = 0.4, 0.8
+
+    async def __call__(self, request: SummaryRequest, *, settings: Settings, events=None, **kwargs: Any):
+        for sentence in self.response.summary:
+            await asyncio.sleep(self.gap_s)
+            if events is not None:
+                events(StreamEvent("sentence", sentence.model_dump(mode="json")))
+        await asyncio.sleep(self.tail_s)
+        return await super().__call__(request, settings=settings, **kwargs)
+
+
+@pytest.mark.parametrize("where", ["mention", "dm"])
+async def test_a_mention_or_dm_gets_its_first_sentences_early_in_one_reply_updated_to_the_summary(
+    httpx_mock: HTTPXMock, where: str
+) -> None:
+    summarizer = StreamingSummarizer()
+    app = make_app(make_settings(chat_update_interval_s=0.6), summarizer)
+    reply_ts = "1700000001.000200"
+    httpx_mock.add_response(url=POST_MESSAGE_URL, json={"ok": True, "channel": "C1", "ts": reply_ts})
+    httpx_mock.add_response(url=UPDATE_URL, json={"ok": True, "channel": "C1", "ts": reply_ts})
+    extra = {"type": "message", "channel_type": "im"} if where == "dm" else {}
+    payload = mention(f"<@UBOT> {ARTICLE_URL}", event_id="EvEarly", **extra)
+    async with serving(app) as client:
+        assert (await post_event(client, payload)).json() == {"ok": True}
+        assert await settle(app) == ["succeeded"]
+        retried = await post_event(client, payload, **{"X-Slack-Retry-Num": "1"})
+    assert retried.json() == {"ok": True, "duplicate": True}
+    calls = httpx_mock.get_requests()
+    assert [str(call.url) for call in calls] == [POST_MESSAGE_URL, UPDATE_URL]  # one reply, then edited in place
+    early, final = (json.loads(call.content) for call in calls)
+    assert early["channel"] == "C1" and early["thread_ts"] == "1700000000.000100"
+    assert "Putin has three options." in early["text"] and "checked against the source so far" in early["text"]
+    assert final["channel"] == "C1" and final["ts"] == reply_ts and "thread_ts" not in final
+    assert_valid_block_kit(final)
+    assert "Putin has three options. [1]" in json.dumps(final["blocks"]) and "so far" not in final["text"]
+    assert all(call.headers["Authorization"] == "Bearer xoxb-test" for call in calls)
 
 
 @pytest.mark.parametrize(

@@ -11,11 +11,13 @@ from pytest_httpx import HTTPXMock
 from service.core.config import Settings
 from service.jobs.deliver import (
     DeliveryError,
+    MessageNotUpdated,
     TargetNotAllowed,
     check_target,
     post_chat_message,
     post_incoming_webhook,
     post_to_response_url,
+    update_chat_message,
 )
 
 RESPONSE_URL = "https://hooks.slack.com/commands/T1/123/abc"
@@ -155,6 +157,51 @@ async def test_chat_post_message_needs_a_bot_token(httpx_mock: HTTPXMock) -> Non
         with pytest.raises(DeliveryError, match="SLACK_BOT_TOKEN"):
             await post_chat_message(client, MESSAGE, settings=Settings(), channel="C1")
     assert httpx_mock.get_requests() == []
+
+
+UPDATE_URL = "https://slack.com/api/chat.update"
+
+
+async def test_chat_update_replaces_text_and_blocks(httpx_mock: HTTPXMock, settings: Settings) -> None:
+    httpx_mock.add_response(url=UPDATE_URL, json={"ok": True, "channel": "C1", "ts": "2.0"})
+    async with httpx.AsyncClient() as client:
+        data = await update_chat_message(client, MESSAGE, settings=settings, channel="C1", ts="2.0")
+    assert data["ts"] == "2.0"
+    request = httpx_mock.get_request()
+    assert request.headers["Authorization"] == "Bearer xoxb-test"
+    assert sent_json(request) == {"channel": "C1", "ts": "2.0", "text": "fallback", "blocks": MESSAGE["blocks"]}
+
+
+@pytest.mark.parametrize("error", ["message_not_found", "cant_update_message", "edit_window_closed"])
+async def test_chat_update_refused_for_good_says_so(httpx_mock: HTTPXMock, settings: Settings, error: str) -> None:
+    httpx_mock.add_response(url=UPDATE_URL, json={"ok": False, "error": error})
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(MessageNotUpdated, match=error):
+            await update_chat_message(client, MESSAGE, settings=settings, channel="C1", ts="2.0")
+    assert len(httpx_mock.get_requests()) == 1  # final: not retried
+
+
+async def test_chat_update_still_failing_after_retries_is_not_a_refusal(
+    httpx_mock: HTTPXMock, settings: Settings
+) -> None:
+    # It may have landed: the caller must not post a second message.
+    httpx_mock.add_response(url=UPDATE_URL, status_code=503, is_reusable=True)
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(DeliveryError) as caught:
+            await update_chat_message(client, MESSAGE, settings=settings, channel="C1", ts="2.0")
+    assert not isinstance(caught.value, MessageNotUpdated) and len(httpx_mock.get_requests()) == 3
+
+
+async def test_chat_update_with_refused_blocks_clears_them_and_sends_the_text(
+    httpx_mock: HTTPXMock, settings: Settings
+) -> None:
+    httpx_mock.add_response(url=UPDATE_URL, json={"ok": False, "error": "invalid_blocks"})
+    httpx_mock.add_response(url=UPDATE_URL, json={"ok": True, "ts": "2.0"})
+    async with httpx.AsyncClient() as client:
+        await update_chat_message(client, MESSAGE, settings=settings, channel="C1", ts="2.0")
+    first, second = (sent_json(r) for r in httpx_mock.get_requests())
+    # chat.update keeps blocks that are left out, so the text-only retry sends an empty list.
+    assert first["blocks"] == MESSAGE["blocks"] and second["blocks"] == [] and second["text"] == "fallback"
 
 
 async def test_incoming_webhook_gets_slack_compatible_json(httpx_mock: HTTPXMock, settings: Settings) -> None:

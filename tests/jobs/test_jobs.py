@@ -100,11 +100,15 @@ async def test_a_stale_attempt_cannot_overwrite_a_newer_one(tmp_path: Path) -> N
     second = await store.claim_next("worker-b", lease_s=60)
     assert second is not None and second.attempts == 2
     assert not await store.set_progress(job.id, 1, 1, 2)
+    assert not await store.set_callback_options(job.id, 1, {"message_ts": "1.0"})
+    assert await store.set_callback_options(job.id, 2, {"channel": "C1", "message_ts": "2.0"})
     assert not await store.finish(job.id, 1, result={"from": "attempt 1"})
     assert await store.finish(job.id, 2, result={"from": "attempt 2"})
     assert not await store.finish(job.id, 2, result={"from": "twice"})
     stored = await store.get(job.id)
     assert stored is not None and stored.status == "succeeded" and stored.result == {"from": "attempt 2"}
+    assert stored.callback_options == {"channel": "C1", "message_ts": "2.0"}  # what attempt 2 posted
+    assert not await store.set_callback_options(job.id, 2, {})  # finished: nothing to update any more
     await store.close()
 
 

@@ -101,6 +101,8 @@ async def test_redis_store_idempotency_and_attempt_guard(redis: Redis) -> None:
     assert await store.start_attempt(job.id, 1) is None  # ... and cannot take the job back
     assert not await store.set_progress(job.id, 1, 1, 4)
     assert await store.set_progress(job.id, 2, 3, 4)
+    assert not await store.set_callback_options(job.id, 1, {"message_ts": "1.0"})
+    assert await store.set_callback_options(job.id, 2, {"channel": "C1", "message_ts": "2.0"})
     assert not await store.finish(job.id, 1, result={"from": 1})
     assert await store.finish(job.id, 2, result={"from": 2})
     assert not await store.finish(job.id, 2, result={"twice": True})
@@ -108,6 +110,7 @@ async def test_redis_store_idempotency_and_attempt_guard(redis: Redis) -> None:
     assert stored is not None
     assert (stored.status, stored.attempts, stored.result) == ("succeeded", 2, {"from": 2})
     assert stored.progress.model_dump() == {"done": 3, "total": 4}
+    assert stored.callback_options == {"channel": "C1", "message_ts": "2.0"}  # what attempt 2 posted
 
 
 async def test_redis_idempotency_keys_live_in_their_owners_namespace(redis: Redis) -> None:
