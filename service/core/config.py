@@ -209,14 +209,14 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "CITESUM_SLACK_BOT_TOKEN", "slack_bot_token")
     )
-    """Bot token for thread replies to mentions and DMs (`chat.postMessage`)."""
+    """Bot token for thread replies to mentions and DMs (`chat.postMessage`, `chat.update`; scope `chat:write`)."""
     # Hosts a response_url may point at (comma-separated in the environment); anything else is refused.
     slack_response_hosts: Annotated[list[str], NoDecode] = ["hooks.slack.com"]
     """Hosts a `response_url` may point at (comma-separated); anything else is refused."""
     slack_response_type: Literal["in_channel", "ephemeral"] = "in_channel"
     """Where slash-command summaries go by default (`--public`/`--private` override)."""
     slack_api_base_url: str = "https://slack.com/api"
-    """Slack Web API base URL."""
+    """Slack Web API base URL (`chat.postMessage`, `chat.update`)."""
     # Slack: a response_url is valid for 30 minutes and 5 uses.
     slack_delivery_attempts: int = Field(default=4, ge=1, le=5)
     """Posts to a `response_url` before giving up (Slack allows 5 uses)."""
@@ -229,9 +229,9 @@ class Settings(BaseSettings):
     slack_delivery_timeout_s: float = Field(default=10.0, gt=0)
     """Timeout of each delivery POST."""
     chat_update_interval_s: float = Field(default=3.0, ge=0)
-    """Slash commands: post the first verified sentences early, then update that message in place at most this often (0: only the final message)."""
+    """Slack and Mattermost: post the first verified sentences early, then update that message in place at most this often (slash commands: `replace_original`; mentions and DMs: `chat.update`; 0: only the final message)."""
     chat_update_max_posts: int = Field(default=2, ge=0, le=3)
-    """Early posts per slash command before the final one (a `response_url` takes 5 posts in all)."""
+    """Early posts per slash command before the final one (a `response_url` takes 5 posts in all; mentions and DMs have no cap)."""
     incoming_webhook_url: str | None = None
     """A Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat) that public summaries are also posted to."""
     mattermost_token: SecretStr | None = None

@@ -2,7 +2,9 @@
 
 Order matters for "nothing lost": the callback is sent before the outcome is recorded, so a worker
 killed in between re-runs the attempt (answered from the result cache, no LLM calls) and sends the
-callback again: callbacks are at-least-once, the recorded outcome exactly once.
+callback again: callbacks are at-least-once, the recorded outcome exactly once. Slack callbacks (and
+their early posts, chat_updates.py) record what they posted in the job's callback options, so the
+re-sent one edits that message instead of adding a second.
 """
 
 from __future__ import annotations
