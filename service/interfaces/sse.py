@@ -9,12 +9,15 @@ Events, each `data` one JSON object:
 - `done`      the full JSON response, as the plain endpoint returns it (usage and timings included)
 - `error`     a problem+json object; it ends the stream. Sentences sent before it stand.
 
-Between events, after `CITESUM_SSE_PING_S` seconds (15) without one, a `: ping` comment line keeps
-proxies from closing an idle connection (a long map phase sends only progress); SSE clients ignore it.
+After `CITESUM_SSE_PING_S` seconds (15) without an event, counted from the request's start, a
+`: ping` comment line keeps proxies from closing an idle connection (a slow page fetch or cache
+lookup before the first event, a long map phase that sends only progress); SSE clients ignore it.
 
 A request that fails before anything was sent (bad input, an unreachable model after the retries)
-gets the plain problem+json answer with its HTTP status instead of a stream. A client that goes
-away cancels the summary, and with it the model call.
+gets the plain problem+json answer with its HTTP status instead of a stream, unless the first
+event was still not there after one ping interval: the stream is open by then (its first ping),
+so the failure is an `error` event. A client that goes away cancels the summary, and with it the
+model call.
 """
 
 from __future__ import annotations
@@ -105,12 +108,18 @@ async def stream_summary(
             queue.put_nowait(None)
 
     task = asyncio.create_task(run())
+    # One pending get, waited on with a timeout: a ping on each silence, and no event lost to a
+    # cancelled get (asyncio.wait, unlike wait_for, leaves the waited task alone). The first event
+    # is awaited here for one ping interval: a failure by then is a plain problem+json answer; past
+    # it, the stream opens with a ping and keeps pinging until the first event.
+    getter: asyncio.Task[StreamEvent | None] = asyncio.ensure_future(queue.get())
     try:
-        first = await queue.get()
+        arrived = (await asyncio.wait({getter}, timeout=settings.sse_ping_s))[0]
     except BaseException:
+        getter.cancel()
         task.cancel()
         raise
-    if first is None:
+    if arrived and getter.result() is None:
         task.result()  # failed before anything was sent: raise, for the plain problem+json answer
 
     async def events() -> AsyncIterator[bytes]:
@@ -122,11 +131,13 @@ async def stream_summary(
             text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
             return format_sse_event(data_str=text, event=kind, id=str(number))
 
-        # One pending get, waited on with a timeout: a ping on each silence, and no event lost to a
-        # cancelled get (asyncio.wait, unlike wait_for, leaves the waited task alone).
-        getter: asyncio.Task[StreamEvent | None] | None = None
+        nonlocal getter
         try:
-            event = first
+            if not arrived:  # a silent first interval: the stream opens with a ping
+                yield PING
+                while not (await asyncio.wait({getter}, timeout=settings.sse_ping_s))[0]:
+                    yield PING
+            event = getter.result()
             while event is not None:
                 yield sse(event.kind, event.data)
                 getter = asyncio.ensure_future(queue.get())
@@ -147,8 +158,7 @@ async def stream_summary(
                 response.timings_ms["first_sentence_ms"] = first_sentence_ms
             yield sse("done", response.model_dump_json())
         finally:
-            if getter is not None:
-                getter.cancel()
+            getter.cancel()
             if not task.done():  # the client went away: stop the summary and its model call
                 task.cancel()
 

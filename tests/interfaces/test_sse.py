@@ -249,6 +249,57 @@ async def test_a_silent_stretch_is_filled_with_keep_alive_pings(
     assert sorted(k for k, _ in events) == ["done", "progress", "progress", "sentence"]
 
 
+class SlowLookupCache:
+    """A result cache whose lookup takes a while (a busy SQLite file, a far Redis) and finds nothing."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        await asyncio.sleep(self.delay_s)
+        return None
+
+    async def set(self, key: str, value: dict[str, Any]) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_pings_start_with_the_stream_before_the_first_event(
+    httpx_mock: HTTPXMock, llm_settings: Settings, seed_text: str
+) -> None:
+    ids = await seed_ids(seed_text, llm_settings)
+    reply = cited(("Putin made two phone calls to Lukashenko.", [ids["two phone calls"]]))
+    httpx_mock.add_response(url=CHAT_URL, headers=SSE_HEADERS, stream=IteratorStream(sse_chunks(reply)))
+    settings = llm_settings.model_copy(update={"sse_ping_s": 0.05})
+    app = create_app(settings, llm=(llm := LLMClient(settings)))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        app.state.jobs.cache = SlowLookupCache(0.4)  # no event for 0.4 s: 8 ping intervals
+        response = await client.post("/v1/summaries", json={"text": seed_text, "policy": "flag"}, headers=STREAM)
+    await llm.aclose()
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    blocks = response.text.strip().split("\n\n")
+    pings = [i for i, block in enumerate(blocks) if block == ": ping"]
+    assert len(pings) >= 3 and pings == list(range(len(pings)))  # from the stream's first bytes on
+    events = parse_events("\n\n".join(b for b in blocks if b != ": ping"))
+    assert sorted(k for k, _ in events) == ["done", "progress", "progress", "sentence"]
+
+
+async def test_a_failure_after_a_silent_first_interval_is_an_error_event(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    settings = llm_settings.model_copy(update={"sse_ping_s": 0.05})
+    app = create_app(settings, llm=(llm := LLMClient(settings)))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        app.state.jobs.cache = SlowLookupCache(0.2)
+        response = await client.post("/v1/summaries", json={"text": "Too short."}, headers=STREAM)
+    await llm.aclose()
+    # the stream was open (its first ping) when the article was refused: the problem is an event
+    assert response.status_code == 200 and response.text.startswith(": ping")
+    events = parse_events("\n\n".join(b for b in response.text.strip().split("\n\n") if b != ": ping"))
+    assert [k for k, _ in events] == ["error"] and events[0][1]["status"] == 422
+    assert httpx_mock.get_requests() == []
+
+
 async def test_a_cached_answer_streams_its_sentences_at_once(llm_settings: Settings, httpx_mock: HTTPXMock, seed_text: str) -> None:
     ids = await seed_ids(seed_text, llm_settings)
     reply = cited(("Putin made two phone calls to Lukashenko.", [ids["two phone calls"]]))
