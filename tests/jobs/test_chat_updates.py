@@ -353,3 +353,52 @@ async def test_a_rerun_after_the_worker_died_updates_the_early_message_never_pos
     # Exactly one message, and it holds the final summary (not the early sentences of either attempt).
     [message] = shown
     assert message["blocks"] and "Sentence" not in message["text"] and "Minsk said on Monday" in message["text"]
+
+
+class FinishFailsOnce(SQLiteJobStore):
+    """A store that fails to record the first outcome (as if the worker died right after the callback)."""
+
+    failed = False
+
+    async def finish(self, job_id: str, attempt: int, **outcome: Any) -> bool:
+        if not self.failed:
+            self.failed = True
+            raise OSError("disk I/O error")
+        return await super().finish(job_id, attempt, **outcome)
+
+
+@pytest.mark.parametrize("door", ["slash command", "mention"])
+async def test_a_final_message_sent_again_after_its_record_failed_edits_the_first(
+    settings: Settings, httpx_mock: HTTPXMock, door: str
+) -> None:
+    """The final message is out but the outcome is not recorded, so the attempt runs again and sends
+    it again: that second send must land on the first message, not next to it."""
+    slack, api = FakeSlack(), FakeSlackAPI()
+    if door == "slash command":
+        httpx_mock.add_callback(slack, url=RESPONSE_URL, method="POST", is_reusable=True)
+        callback = {"callback_url": RESPONSE_URL, "callback_format": "slack_response_url",
+                    "callback_options": {"response_type": "in_channel"}}  # fmt: skip
+    else:
+        httpx_mock.add_callback(api, url=SLACK_API, method="POST", is_reusable=True)
+        callback = {"callback_format": "slack_chat", "callback_options": dict(THREAD)}
+    job = Job(id=new_job_id(), request=request_of().model_dump(mode="json", exclude_none=True), **callback)
+    store = FinishFailsOnce(settings.job_db_path)
+    try:
+        await store.create(job)
+        runner = JobRunner(store=store, cache=None, settings=settings, summarize=SentenceBySentence(2, 0.0))
+        outcomes = []
+        while (claimed := await store.claim_next("worker", lease_s=10.0)) is not None:
+            outcomes.append(await runner.run_attempt(job.id, claimed.attempts))
+        done = await store.get(job.id)
+    finally:
+        await store.close()
+    assert outcomes == [Outcome.RETRY, Outcome.SUCCEEDED] and done is not None and done.status == "succeeded"
+    if door == "slash command":
+        first, second = (body for _, body in slack.posts)
+        assert "replace_original" not in first and second["replace_original"] is True
+        shown = slack.messages
+    else:
+        assert api.methods() == ["chat.postMessage", "chat.update"]
+        shown = list(api.messages.values())
+    [message] = shown
+    assert message["blocks"] and "Minsk said on Monday" in message["text"]
