@@ -125,6 +125,10 @@ class ChatUpdates:
         self._last_post = self.clock()
         log.info("job %s: early post %d (%d sentences)", self.job.id, self.posts, len(sentences))
 
+    def _deadline_s(self) -> float:
+        """An early post retries for one interval at most: a late one is stale, and the final waits for it."""
+        return max(self.settings.chat_update_interval_s, 1.0)
+
     async def _post_to_response_url(self, client: httpx.AsyncClient, message: dict[str, Any]) -> None:
         posted = response_url_posts(self.job)
         await post_to_response_url(
@@ -133,7 +137,7 @@ class ChatUpdates:
             message,
             settings=self.settings,
             response_type=self.job.callback_options.get("response_type", "ephemeral"),
-            deadline_s=max(self.settings.chat_update_interval_s, 1.0),
+            deadline_s=self._deadline_s(),
             replace_original=posted > 0,  # an earlier post of this job, maybe by an attempt that died
         )
         await self._remember({RESPONSE_URL_POSTS: str(posted + 1)})
@@ -141,10 +145,18 @@ class ChatUpdates:
     async def _post_in_thread(self, client: httpx.AsyncClient, message: dict[str, Any]) -> None:
         options = self.job.callback_options
         if ts := options.get(MESSAGE_TS):  # posted before, by this attempt or one that died
-            await update_chat_message(client, message, settings=self.settings, channel=options["channel"], ts=ts)
+            channel, deadline_s = options["channel"], self._deadline_s()
+            await update_chat_message(
+                client, message, settings=self.settings, channel=channel, ts=ts, deadline_s=deadline_s
+            )
             return
         answer = await post_chat_message(
-            client, message, settings=self.settings, channel=options["channel"], thread_ts=options.get("thread_ts")
+            client,
+            message,
+            settings=self.settings,
+            channel=options["channel"],
+            thread_ts=options.get("thread_ts"),
+            deadline_s=self._deadline_s(),
         )
         if not isinstance(answer.get("ts"), str):
             raise DeliveryError("chat.postMessage answered without a ts; the reply cannot be updated")

@@ -231,8 +231,12 @@ async def post_chat_message(
     settings: Settings,
     channel: str,
     thread_ts: str | None = None,
+    deadline_s: float | None = None,
 ) -> dict[str, Any]:
-    """Post a message with chat.postMessage (bot token), as a thread reply when `thread_ts` is given."""
+    """Post a message with chat.postMessage (bot token), as a thread reply when `thread_ts` is given.
+
+    `deadline_s` bounds the retries (an early post gives up soon; the final one keeps the default).
+    """
     if settings.slack_bot_token is None:
         raise DeliveryError("SLACK_BOT_TOKEN is not set; cannot reply with chat.postMessage")
     payload: dict[str, Any] = {"channel": channel, **_text_only(message), "unfurl_links": False}
@@ -247,13 +251,20 @@ async def post_chat_message(
         payload,
         settings=settings,
         headers={"Authorization": f"Bearer {settings.slack_bot_token.get_secret_value()}"},
+        deadline_s=deadline_s,
         label="chat.postMessage",
     )
     return response.json()
 
 
 async def update_chat_message(
-    client: httpx.AsyncClient, message: dict[str, Any], *, settings: Settings, channel: str, ts: str
+    client: httpx.AsyncClient,
+    message: dict[str, Any],
+    *,
+    settings: Settings,
+    channel: str,
+    ts: str,
+    deadline_s: float | None = None,
 ) -> dict[str, Any]:
     """Replace the text and blocks of a message posted earlier (chat.update, bot token).
 
@@ -271,6 +282,7 @@ async def update_chat_message(
     kwargs: dict[str, Any] = {
         "settings": settings,
         "headers": {"Authorization": f"Bearer {settings.slack_bot_token.get_secret_value()}"},
+        "deadline_s": deadline_s,
         "label": "chat.update",
     }
     url = settings.slack_api_base_url.rstrip("/") + "/chat.update"

@@ -266,6 +266,26 @@ async def test_a_deleted_early_reply_gets_one_new_reply_with_the_summary(
     assert reply["blocks"] and "Sentence" not in reply["text"] and done.callback_options[MESSAGE_TS] == ts
 
 
+async def test_a_rate_limited_early_reply_gives_up_rather_than_hold_back_the_summary(
+    settings: Settings, httpx_mock: HTTPXMock
+) -> None:
+    api, summarizer = FakeSlackAPI(), SentenceBySentence(sentences=3, gap_s=0.3)
+
+    def rate_limited_first(request: httpx.Request) -> httpx.Response:
+        if not api.calls:  # Slack's 429 asks for 2 s, longer than an early post may take
+            api.calls.append(("429", time.monotonic(), {}))
+            return httpx.Response(429, headers={"Retry-After": "2"})
+        return api(request)
+
+    httpx_mock.add_callback(rate_limited_first, url=SLACK_API, method="POST", is_reusable=True)
+    async with running_backend(settings, summarize=summarizer) as backend:
+        job, _ = await backend.submit(request_of(), callback_format="slack_chat", callback_options=dict(THREAD))
+        done = await wait_finished(backend, job.id)
+    assert done.status == "succeeded" and api.methods() == ["429", "chat.postMessage"]
+    (_, final_at, final) = api.calls[-1]
+    assert final_at - summarizer.finished_at < 1.0 and "Minsk said on Monday" in final["text"]
+
+
 async def test_early_replies_off_for_mentions(settings: Settings, httpx_mock: HTTPXMock) -> None:
     api = FakeSlackAPI()
     off = settings.model_copy(update={"chat_update_interval_s": 0.0})
