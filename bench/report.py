@@ -277,8 +277,11 @@ def markdown(result: dict[str, Any]) -> str:
         if long := s.get("long"):
             budget = next((k.split("_")[1] for k in long if k.startswith("excerpt_")), "")
             lines += [
-                _row("long, citesum streamed (defaults)", long["runs"], long["citesum_first_sentence_p50_s"],
-                     long["citesum_wall_p50_s"], long["citesum_prompt_tokens"]),
+                _row(f"long, citesum streamed (defaults: {long.get('citesum_calls', 1)} parallel parts)", long["runs"],
+                     long["citesum_first_sentence_p50_s"], long["citesum_wall_p50_s"], long["citesum_prompt_tokens"]),
+                _row("long, citesum streamed (one call, CITESUM_PARALLEL_WRITE_TOKENS=0)", long["runs"],
+                     long.get("one_call_first_sentence_p50_s", "—"), long.get("one_call_wall_p50_s", "—"),
+                     long.get("one_call_prompt_tokens", "")),
                 _row(f"long, citesum streamed (CITESUM_PROMPT_TOKEN_BUDGET={budget})", long["runs"],
                      long[f"excerpt_{budget}_first_sentence_p50_s"], long[f"excerpt_{budget}_wall_p50_s"],
                      long[f"excerpt_{budget}_prompt_tokens"]),
@@ -296,6 +299,14 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{seed['c64_streamed_errors']} errors, server CPU {seed['c64_streamed_server_cpu_ms_per_request']} "
                 "ms per request (process tree).",
             ]  # fmt: skip
+        if (long := s.get("long")) and "citesum_first_sentence_call_p50_s" in long:
+            lines += [
+                "",
+                f"The long input's first sentence cannot come sooner than the simulated call that writes it: "
+                f"{long['citesum_first_sentence_call_p50_s']} s of latency model alone (base, prefill of its part, "
+                f"decoding its sentence), {s.get('long_first_sentence_floor_vs_langchain_map_reduce')}× "
+                "LangChain's wall.",
+            ]
     if result.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {note}" for note in result["notes"]]
     return "\n".join(lines) + "\n"

@@ -236,6 +236,8 @@ class Settings(BaseSettings):
     """A Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat) that public summaries are also posted to."""
     mattermost_token: SecretStr | None = None
     """Token of a Mattermost slash command (`POST /mattermost/commands`)."""
+    parallel_write_tokens: int = Field(default=8_000, ge=0)
+    """With a model: an article shown whole whose prompt lines exceed this many (estimated) tokens is written in parallel parts, one summary sentence per part, cut around the sentences the extractive ranker picks (every sentence is in one part; sentences stream in article order); 0 always writes in one call."""
     prompt_token_budget: int = Field(default=0, ge=0)
     """With a model: an article whose prompt lines exceed this many (estimated) tokens is condensed to its lead and most central sentences within it (ids kept; verification still uses the whole article); 0 sends every sentence."""
 

@@ -77,3 +77,23 @@ def chunk_sentences(sentences: list[Sentence], budget: int) -> list[Chunk]:
     if current:
         chunks.append(Chunk(len(chunks), tuple(current), current_tokens))
     return chunks
+
+
+def split_at_anchors(sentences: list[Sentence], anchors: list[int]) -> list[Chunk]:
+    """Consecutive parts that together hold every sentence, one part per anchor (an index into `sentences`).
+
+    A part runs from halfway after the previous anchor to halfway before the next one (the first
+    starts at the first sentence, the last ends at the last), so each anchor sits inside its own
+    part and no sentence is left out or shown twice.
+    """
+    points = sorted(set(anchors))
+    if not sentences or not points:
+        return []
+    if points[0] < 0 or points[-1] >= len(sentences):
+        raise ValueError("an anchor is not an index into sentences")
+    bounds = [0, *((a + b) // 2 + 1 for a, b in zip(points, points[1:], strict=False)), len(sentences)]
+    parts = []
+    for index, (start, end) in enumerate(zip(bounds, bounds[1:], strict=False)):
+        members = tuple(sentences[start:end])
+        parts.append(Chunk(index, members, sum(sentence_tokens(s) for s in members)))
+    return parts

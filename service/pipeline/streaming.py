@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import jiter
 
-__all__ = ["EventSink", "SentenceStream", "StreamEvent", "is_sentence_item"]
+__all__ = ["EventSink", "InOrder", "SentenceStream", "StreamEvent", "is_sentence_item"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -87,3 +89,34 @@ class SentenceStream:
             self.emitted += 1
             self.committed = True
             self.on_item(item)
+
+
+class InOrder(Generic[T]):
+    """Items from `count` producers working at once, handed to `emit` in producer order.
+
+    Producer i's items go out as they come once producers 0..i-1 have finished, and wait until then
+    before: parallel calls that each write a part of a summary are read in article order.
+    """
+
+    def __init__(self, count: int, emit: Callable[[T], None]) -> None:
+        self.emit = emit
+        self.waiting: list[list[T]] = [[] for _ in range(count)]
+        self.finished = [False] * count
+        self.current = 0  # the producer whose items go out as they come
+
+    def add(self, producer: int, item: T) -> None:
+        """Producer `producer` has an item."""
+        if producer == self.current:
+            self.emit(item)
+        else:
+            self.waiting[producer].append(item)
+
+    def finish(self, producer: int) -> None:
+        """Producer `producer` has no more items: release the ones waiting behind it."""
+        self.finished[producer] = True
+        while self.current < len(self.finished) and self.finished[self.current]:
+            self.current += 1
+            if self.current < len(self.waiting):
+                ready, self.waiting[self.current] = self.waiting[self.current], []
+                for item in ready:
+                    self.emit(item)

@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from service.core.config import Settings
 from service.core.errors import LLMError, LLMTimeout, UnprocessableArticle
@@ -27,7 +28,7 @@ from service.core.schema import (
     SummarySentence,
     Usage,
 )
-from service.pipeline.chunking import chunk_budget, chunk_sentences, sentence_tokens
+from service.pipeline.chunking import Chunk, chunk_budget, chunk_sentences, sentence_tokens, split_at_anchors
 from service.pipeline.extractive import MODEL_NAME as EXTRACTIVE_MODEL
 from service.pipeline.extractive import select_excerpt, summarize_extractive, why_none_usable
 from service.pipeline.ingest import ingest
@@ -37,10 +38,11 @@ from service.pipeline.limits import check_article_tokens
 from service.pipeline.llm import InvalidOutput, LLMClient, on_request_sent
 from service.pipeline.prompts import id_text_pairs, load_prompt
 from service.pipeline.segment import segment
-from service.pipeline.streaming import EventSink, SentenceStream, StreamEvent
+from service.pipeline.streaming import EventSink, InOrder, SentenceStream, StreamEvent
 from service.verifier.verify import DEFAULT_THRESHOLD, SourceIndex, Verification, verify_claim
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Progress = Callable[[int, int], None]
 OnDraft = Callable[["Draft"], None]  # a final summary draft, handed on as soon as it is written
@@ -152,7 +154,7 @@ def draft_from_item(item: dict[str, Any], allowed_ids: set[str], run: Run) -> Dr
 
 
 class LLMDrafter:
-    """Drafts a cited summary with an OpenAI-compatible model: one call, or map then combine."""
+    """Drafts a cited summary with an OpenAI-compatible model: one call, parallel parts, or map then combine."""
 
     provider = "openai-compatible"
 
@@ -161,12 +163,16 @@ class LLMDrafter:
         self.summarize_prompt = load_prompt("summarize")
         self.combine_prompt = load_prompt("combine")
         self.repair_prompt = load_prompt("repair")
+        self.part_prompt = load_prompt("summarize_part")
+        self.parts = 0  # parallel parts the last draft was written in (0: not written in parts)
 
     @property
     def model(self) -> str:
         return self.llm.model
 
     def prompt_version(self, chunks: int) -> str:
+        if self.parts:
+            return self.part_prompt.label
         labels = [self.summarize_prompt.label] + ([self.combine_prompt.label] if chunks > 1 else [])
         return "+".join(labels)
 
@@ -233,6 +239,8 @@ class LLMDrafter:
         all_ids = {s.id for s in shown}
         if progress:
             progress(0, len(chunks))
+        if len(chunks) == 1 and len(parts := await self.plan_parts(document, shown, chunks[0], max_sentences)) > 1:
+            return await self.draft_parts(document, parts, run, progress, on_draft), len(parts)
         if len(chunks) == 1:
             messages = self.summarize_prompt.render(
                 title=document.title,
@@ -270,9 +278,8 @@ class LLMDrafter:
                 progress(done, len(chunks))
             return drafts
 
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(summarize_chunk(i)) for i in range(len(chunks))]
-        partial = [d for task in tasks for d in task.result() if d.cited_ids]
+        mapped = await gather_or_cancel([summarize_chunk(i) for i in range(len(chunks))])
+        partial = [d for drafts in mapped for d in drafts if d.cited_ids]
 
         # Combine: the partial sentences carry their original source ids, so citations survive.
         messages = self.combine_prompt.render(
@@ -281,6 +288,66 @@ class LLMDrafter:
             lines=[{"ids": d.cited_ids, "text": d.text} for d in partial],
         )
         return await self._ask(messages, all_ids, run, max_sentences, on_draft), len(chunks)
+
+    async def plan_parts(
+        self, document: Document, shown: list[Sentence], whole: Chunk, max_sentences: int
+    ) -> list[Chunk]:
+        """The parts to write in parallel, one summary sentence each; [] to write in one call.
+
+        Past `parallel_write_tokens`, the extractive ranker picks the `max_sentences` sentences that
+        carry the news, and the article is cut into one part around each pick (split_at_anchors):
+        every sentence is shown to exactly one call, and the ranker decides only how many sentences
+        each stretch of the article gets.
+        """
+        threshold = self.settings.parallel_write_tokens
+        if threshold <= 0 or whole.tokens <= threshold or max_sentences < 2:
+            return []
+        picks = await run_cpu_bound(len(document.text), summarize_extractive, shown, max_sentences, document.title)
+        place = {s.id: i for i, s in enumerate(shown)}
+        return split_at_anchors(shown, [place[s.id] for s in picks]) if len(picks) > 1 else []
+
+    async def draft_parts(
+        self,
+        document: Document,
+        parts: list[Chunk],
+        run: Run,
+        progress: Progress | None,
+        on_draft: OnDraft | None,
+    ) -> list[Draft]:
+        """One call per part, at most `map_concurrency` at once; drafts in part (article) order.
+
+        With `on_draft`, each call streams and its sentence is handed on once it is written and
+        every part before it is done, so the first part reads out while the others are still written.
+        """
+        self.parts = len(parts)
+        gate = asyncio.Semaphore(self.settings.map_concurrency)
+        in_order = InOrder(len(parts), on_draft) if on_draft is not None else None
+        done = 0
+        if progress:
+            progress(0, len(parts))
+
+        async def write_part(index: int) -> list[Draft]:
+            nonlocal done
+            part = parts[index]
+            hand_on = partial(in_order.add, index) if in_order is not None else None
+            async with gate:
+                messages = self.part_prompt.render(
+                    title=document.title,
+                    max_sentences=1,
+                    sentences=id_text_pairs(part.sentences),
+                    part=index + 1,
+                    parts=len(parts),
+                )
+                drafts = await self._ask(messages, set(part.ids), run, 1, hand_on)
+            if in_order is not None:
+                in_order.finish(index)
+            done += 1
+            if progress:
+                progress(done, len(parts))
+            return drafts
+
+        written = await gather_or_cancel([write_part(i) for i in range(len(parts))])
+        return [draft for drafts in written for draft in drafts]
 
     async def condense(
         self, document: Document, sentences: list[Sentence], run: Run
@@ -344,6 +411,21 @@ class ExtractiveDrafter:
 
 
 Drafter = LLMDrafter | ExtractiveDrafter
+
+
+async def gather_or_cancel(calls: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Every call's result in order; the first failure cancels the others and is raised as itself.
+
+    (asyncio.TaskGroup would raise an ExceptionGroup, which the error handlers do not map.)
+    """
+    tasks = [asyncio.create_task(call) for call in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def citation_for(sentence: Sentence) -> Citation:

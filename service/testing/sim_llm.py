@@ -104,7 +104,7 @@ LATENCY_PROFILES: dict[str, dict[str, float]] = {
 }
 
 _SOURCE_LINE = re.compile(r"^\[(s\d+(?:,\s*s\d+)*)\]\s+(.+)$", re.M)
-_MAX_SENTENCES = re.compile(r"Write at most (\d+) sentences", re.I)
+_MAX_SENTENCES = re.compile(r"Write at most (\d+) sentences?\b", re.I)
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*|\d[\d,.]*")
 _STOP = frozenset(
     "a an the and or but of to in on at for by with from as is are was were be been being it its this that"

@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.core.schema import Sentence
-from service.pipeline.chunking import chunk_budget, chunk_sentences, estimate_tokens, sentence_tokens
+from service.pipeline.chunking import (
+    chunk_budget,
+    chunk_sentences,
+    estimate_tokens,
+    sentence_tokens,
+    split_at_anchors,
+)
 from service.pipeline.segment import segment
 
 
@@ -70,3 +76,30 @@ def test_chunks_keep_every_sentence_in_order_under_budget(lengths: list[int], bu
     for chunk in chunks:
         assert chunk.tokens == sum(sentence_tokens(s) for s in chunk.sentences)
         assert chunk.tokens <= budget or len(chunk.sentences) == 1
+
+
+@pytest.mark.parametrize(
+    ("count", "anchors", "parts"),
+    [
+        (10, [0, 3, 9], [[0, 1], [2, 3, 4, 5, 6], [7, 8, 9]]),  # cut halfway between anchors
+        (10, [9, 3, 0], [[0, 1], [2, 3, 4, 5, 6], [7, 8, 9]]),  # any order
+        (6, [2, 3], [[0, 1, 2], [3, 4, 5]]),  # neighbours: the earlier keeps the first half
+        (5, [2, 2], [[0, 1, 2, 3, 4]]),  # one anchor given twice: one part
+        (4, [1], [[0, 1, 2, 3]]),
+        (4, [], []),
+    ],
+)
+def test_split_at_anchors_covers_every_sentence_once(count: int, anchors: list[int], parts: list[list[int]]) -> None:
+    sentences = make_sentences([40 + i for i in range(count)])
+    split = split_at_anchors(sentences, anchors)
+    assert [[int(s.id[1:]) - 1 for s in part.sentences] for part in split] == parts
+    assert [part.index for part in split] == list(range(len(parts)))
+    assert all(part.tokens == sum(sentence_tokens(s) for s in part.sentences) for part in split)
+    for anchor in set(anchors):  # each anchor sits in a part of its own
+        assert sum(sentences[anchor] in part.sentences for part in split) == 1
+
+
+@pytest.mark.parametrize("anchors", [[-1], [3], [0, 7]])
+def test_split_at_anchors_refuses_an_index_outside(anchors: list[int]) -> None:
+    with pytest.raises(ValueError, match="anchor"):
+        split_at_anchors(make_sentences([40, 40, 40]), anchors)

@@ -21,6 +21,9 @@ VALUES = {
     "summarize": lambda s: {
         "title": "T", "max_sentences": 3, "sentences": id_text_pairs(s), "part": None, "parts": None, "excerpt": None
     },
+    "summarize_part": lambda s: {
+        "title": None, "max_sentences": 1, "sentences": id_text_pairs(s[:5]), "part": 2, "parts": 5
+    },
     "combine": lambda s: {"title": None, "max_sentences": 3, "lines": [{"ids": [x.id], "text": x.text} for x in s]},
     "judge": lambda s: {"items": [{"claim": "X.", "evidence": s[:2]}]},
     "repair": lambda s: {"max_sentences": 1, "items": [{"text": "X.", "reason": "r", "evidence": s[:2]}]},

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from service.pipeline.streaming import SentenceStream, is_sentence_item
+from service.pipeline.streaming import InOrder, SentenceStream, is_sentence_item
 
 REPLY = json.dumps(
     {
@@ -83,3 +83,22 @@ def test_a_reply_that_is_not_the_shape_hands_on_nothing() -> None:
     feed_in_pieces(SentenceStream(items.append), '{"summary": [{"a": 1}, {"b": 2}, {"c": 3}]}')
     feed_in_pieces(SentenceStream(items.append), "I cannot {do} that, {sorry}.")
     assert items == []
+
+
+def test_in_order_holds_a_later_producer_until_the_earlier_ones_finish() -> None:
+    out: list[str] = []
+    order = InOrder[str](3, out.append)
+    order.add(2, "c1")
+    order.add(1, "b1")
+    assert out == []  # producer 0 is still at work
+    order.add(0, "a1")
+    assert out == ["a1"]
+    order.finish(2)
+    order.add(1, "b2")
+    assert out == ["a1"]
+    order.finish(0)  # releases producer 1's items; producer 2 waits for 1
+    assert out == ["a1", "b1", "b2"]
+    order.add(1, "b3")  # producer 1 is current now: straight through
+    assert out == ["a1", "b1", "b2", "b3"]
+    order.finish(1)
+    assert out == ["a1", "b1", "b2", "b3", "c1"]

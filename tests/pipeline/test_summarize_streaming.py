@@ -157,3 +157,52 @@ async def test_the_deadline_holds_when_the_stream_stalls(sim: SimServer, seed_te
         await summarize(sim_settings(sim, request_deadline_s=1.0), seed_text, stream=True)
     assert time.monotonic() - started < 3
     await asyncio.sleep(0)
+
+
+# An article past CITESUM_PARALLEL_WRITE_TOKENS (lowered here) is written in parallel parts.
+PARTS = {"parallel_write_tokens": 300}
+
+
+async def test_a_long_article_is_written_in_parallel_parts_streamed_in_article_order(sim: SimServer) -> None:
+    text = long_article()
+    plain, _ = await summarize(sim_settings(sim, **PARTS), text, stream=False)
+    sim.reset()
+    sim.configure(base_ms=40, ms_per_output_token=3)
+    streamed, events = await summarize(sim_settings(sim, **PARTS), text, stream=True)
+    calls = sim.calls()
+    assert comparable(streamed) == comparable(plain)
+    parts = len(calls)  # one per sentence the extractive ranker picked (3 on this repetitive article)
+    assert streamed.prompt_version == "summarize_part/v1" and streamed.chunks == parts >= 3
+    assert streamed.usage.llm_calls == parts and all(c["stream"] for c in calls)
+    # One sentence per part, each citing ids of the whole article, read out in article order.
+    starts = [s.citations[0].start for s in streamed.summary]
+    assert len(streamed.summary) == parts and starts == sorted(starts)
+    assert announced(events, "sentence") == [s.model_dump(mode="json") for s in streamed.summary]
+    for sentence in streamed.summary:
+        for citation in sentence.citations:
+            assert streamed.document.text[citation.start : citation.end] == citation.quote
+    assert max(c["start"] for c in calls) < min(c["end"] for c in calls)  # the calls run at once
+
+
+async def test_the_first_part_reads_out_while_the_others_are_written(sim: SimServer) -> None:
+    sim.configure(base_ms=30, ms_per_1k=400, ms_per_output_token=2)  # a big part takes long to read
+    _, events = await summarize(sim_settings(sim, **PARTS), long_article(), stream=True)
+    calls = sim.calls()
+    first = next(at for at, e in events if e.kind == "sentence")
+    assert len(calls) >= 3 and first < max(c["end"] for c in calls) - 0.1
+
+
+async def test_a_short_article_is_still_written_in_one_call(sim: SimServer, seed_text: str) -> None:
+    response, _ = await summarize(sim_settings(sim), seed_text, stream=True)
+    assert len(sim.calls()) == 1 and response.prompt_version == "summarize/v2"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("split", [PARTS, {"chunk_tokens": 400}], ids=["parts", "map"])
+async def test_a_parallel_call_that_fails_fails_the_summary_with_its_own_error(
+    sim: SimServer, stream: bool, split: dict[str, int]
+) -> None:
+    sim.configure(transport_rates={"500": 1.0})
+    # The error itself, not an ExceptionGroup (which the map calls' TaskGroup raised): it maps to its status.
+    with pytest.raises(LLMUnavailable):
+        await summarize(sim_settings(sim, llm_max_attempts=2, **split), long_article(), stream=stream)

@@ -74,6 +74,13 @@ def test_parse_prompt_reads_lines_ids_and_limit():
     assert parsed.lines[-1] == SourceLine(("s3", "s7"), "a combined partial line")
 
 
+def test_parse_prompt_reads_a_limit_of_one_sentence():
+    messages = structured_messages(ARTICLE)
+    messages[1]["content"] = messages[1]["content"].replace("Write at most 3 sentences", "Write at most 1 sentence")
+    assert parse_prompt(messages).max_sentences == 1
+    assert len(write_summary(list(parse_prompt(messages).lines), 1)) == 1
+
+
 def test_summary_quotes_and_cites_central_lines_without_noise():
     lines = [SourceLine((f"s{i}",), text) for i, text in enumerate(ARTICLE, start=1)]
     sentences = write_summary(lines, 3)
