@@ -276,12 +276,18 @@ def markdown(result: dict[str, Any]) -> str:
         ]
         if long := s.get("long"):
             budget = next((k.split("_")[1] for k in long if k.startswith("excerpt_")), "")
+            parts = f": {long['citesum_calls']} parallel parts" if long.get("citesum_calls", 1) > 1 else ""
             lines += [
-                _row(f"long, citesum streamed (defaults: {long.get('citesum_calls', 1)} parallel parts)", long["runs"],
-                     long["citesum_first_sentence_p50_s"], long["citesum_wall_p50_s"], long["citesum_prompt_tokens"]),
-                _row("long, citesum streamed (one call, CITESUM_PARALLEL_WRITE_TOKENS=0)", long["runs"],
-                     long.get("one_call_first_sentence_p50_s", "—"), long.get("one_call_wall_p50_s", "—"),
-                     long.get("one_call_prompt_tokens", "")),
+                _row(f"long, citesum streamed (defaults{parts})", long["runs"], long["citesum_first_sentence_p50_s"],
+                     long["citesum_wall_p50_s"], long["citesum_prompt_tokens"]),
+            ]  # fmt: skip
+            if "one_call_wall_p50_s" in long:  # results from before parallel parts have no such run
+                lines.append(
+                    _row("long, citesum streamed (one call, CITESUM_PARALLEL_WRITE_TOKENS=0)", long["runs"],
+                         long["one_call_first_sentence_p50_s"], long["one_call_wall_p50_s"],
+                         long["one_call_prompt_tokens"])
+                )  # fmt: skip
+            lines += [
                 _row(f"long, citesum streamed (CITESUM_PROMPT_TOKEN_BUDGET={budget})", long["runs"],
                      long[f"excerpt_{budget}_first_sentence_p50_s"], long[f"excerpt_{budget}_wall_p50_s"],
                      long[f"excerpt_{budget}_prompt_tokens"]),
