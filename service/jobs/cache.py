@@ -89,6 +89,7 @@ def cache_key(request: SummaryRequest, settings: Settings) -> str:
         "verify_threshold": settings.verify_threshold,
         # Settings that change what the model is shown or who has the last word on a sentence.
         "prompt_token_budget": settings.prompt_token_budget if settings.llm_configured else None,
+        "parallel_write_tokens": settings.parallel_write_tokens if settings.llm_configured else None,
         "verify_judge_band": settings.verify_judge_band if settings.llm_configured else None,
         "prompts": prompt_versions(),
     }

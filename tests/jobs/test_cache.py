@@ -82,7 +82,8 @@ def test_settings_that_change_the_answer_are_part_of_the_key() -> None:
     openai = Settings(OPENAI_API_KEY="sk-test", model="gpt-4o-mini")
     excerpt = openai.model_copy(update={"prompt_token_budget": 6000})
     judged = openai.model_copy(update={"verify_judge_band": 0.15})
-    assert len({key(request, openai), key(request, excerpt), key(request, judged)}) == 3
+    one_call = openai.model_copy(update={"parallel_write_tokens": 0})
+    assert len({key(request, openai), key(request, excerpt), key(request, judged), key(request, one_call)}) == 4
 
 
 def test_a_new_prompt_version_changes_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
