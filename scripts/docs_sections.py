@@ -208,9 +208,12 @@ def render_bench_headline() -> str:
             f"({seed['plain_wall_p50_s']} s), for {summary['seed_stream_wall_vs_plain_wall']}× the total time"
         )
         if isinstance(long, dict):
+            parts = long.get("citesum_calls", 1)
             text += (
-                f"; on the 12,000-word article after {long['citesum_first_sentence_p50_s']} s, "
-                f"{summary['long_first_sentence_vs_langchain_map_reduce']}× LangChain map_reduce's whole run"
+                f"; on the 12,000-word article{f' (written in {parts} parallel parts)' if parts > 1 else ''} after "
+                f"{long['citesum_first_sentence_p50_s']} s, {summary['long_first_sentence_vs_langchain_map_reduce']}× "
+                f"LangChain map_reduce's whole run, and the whole summary after {long['citesum_wall_p50_s']} s, "
+                f"{summary['long_stream_wall_vs_langchain_map_reduce']}×"
             )
         lines.append(text + ".")
     throughput = sections.get("throughput", {}).get("c64")
