@@ -235,12 +235,12 @@ class LLMDrafter:
         """Drafts and the number of chunks used; the final call (one chunk's, or the combine) streams to `on_draft`."""
         shown, excerpt = await self.condense(document, sentences, run)
         chunks = chunk_sentences(shown, self.budget())
+        if len(chunks) == 1 and len(parts := await self.plan_parts(document, shown, chunks[0], max_sentences)) > 1:
+            return await self.draft_parts(document, parts, run, progress, on_draft), len(parts)
         # The model can only cite what it was shown; ids it never saw are removed like unknown ones.
         all_ids = {s.id for s in shown}
         if progress:
             progress(0, len(chunks))
-        if len(chunks) == 1 and len(parts := await self.plan_parts(document, shown, chunks[0], max_sentences)) > 1:
-            return await self.draft_parts(document, parts, run, progress, on_draft), len(parts)
         if len(chunks) == 1:
             messages = self.summarize_prompt.render(
                 title=document.title,

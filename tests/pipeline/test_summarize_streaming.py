@@ -206,3 +206,18 @@ async def test_a_parallel_call_that_fails_fails_the_summary_with_its_own_error(
     # The error itself, not an ExceptionGroup (which the map calls' TaskGroup raised): it maps to its status.
     with pytest.raises(LLMUnavailable):
         await summarize(sim_settings(sim, llm_max_attempts=2, **split), long_article(), stream=stream)
+
+
+async def test_progress_counts_the_parts_written(sim: SimServer) -> None:
+    progress: list[tuple[int, int]] = []
+    client = LLMClient(sim_settings(sim, **PARTS))
+    try:
+        response = await summarize_request(
+            SummaryRequest(text=long_article()), settings=client.settings, llm=client,
+            progress=lambda done, total: progress.append((done, total)),
+        )  # fmt: skip
+    finally:
+        await client.aclose()
+    parts = response.chunks
+    assert parts == len(sim.calls()) > 1
+    assert progress == [(done, parts) for done in range(parts + 1)]
