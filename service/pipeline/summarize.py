@@ -279,13 +279,13 @@ class LLMDrafter:
             return drafts
 
         mapped = await gather_or_cancel([summarize_chunk(i) for i in range(len(chunks))])
-        partial = [d for drafts in mapped for d in drafts if d.cited_ids]
+        partials = [d for drafts in mapped for d in drafts if d.cited_ids]
 
         # Combine: the partial sentences carry their original source ids, so citations survive.
         messages = self.combine_prompt.render(
             title=document.title,
             max_sentences=max_sentences,
-            lines=[{"ids": d.cited_ids, "text": d.text} for d in partial],
+            lines=[{"ids": d.cited_ids, "text": d.text} for d in partials],
         )
         return await self._ask(messages, all_ids, run, max_sentences, on_draft), len(chunks)
 
