@@ -11,7 +11,7 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 from service.core.config import Settings
-from service.interfaces.api import create_app
+from service.interfaces.api import GC_YOUNG_THRESHOLD, create_app
 from service.pipeline.llm import LLMClient
 from tests.conftest import CHAT_URL, chat_completion
 
@@ -271,6 +271,16 @@ async def test_what_startup_loaded_is_frozen_out_of_the_cycle_collector_while_se
         assert gc.get_freeze_count() > 10_000
         assert all(obj is not app for obj in gc.get_objects())  # the collector's generations skip it
     assert gc.get_freeze_count() == 0  # handed back at shutdown
+
+
+async def test_young_objects_are_collected_less_often_while_serving(tmp_path) -> None:
+    app = create_app(Settings(job_db_path=str(tmp_path / "jobs.sqlite3")))
+    before = gc.get_threshold()
+    async with app.router.lifespan_context(app):
+        # in-flight requests' objects are not walked every 700 allocations; the older generations keep theirs
+        assert gc.get_threshold() == (max(before[0], GC_YOUNG_THRESHOLD), *before[1:])
+        assert gc.get_threshold()[0] >= 10_000
+    assert gc.get_threshold() == before  # restored at shutdown
 
 
 async def test_readiness_reports_a_model_server_that_cannot_be_reached(
