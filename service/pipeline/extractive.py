@@ -10,7 +10,7 @@ from itertools import chain
 from service.core.schema import Sentence
 from service.pipeline.chunking import sentence_tokens
 
-MODEL_NAME = "extractive-centroid-v3"  # v3: constants tuned on CNN/DM too (bench.quality)
+MODEL_NAME = "extractive-centroid-v4"  # v4: same ranking, captions cut from body sentences (segment)
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?", re.UNICODE)
 # A small English stop list: ranking only, so a missing word merely adds a little noise.
 STOPWORDS = frozenset(
@@ -47,6 +47,10 @@ _ATTRIBUTION = re.compile(
 # "Done: Bobby Flay has filed…" (a one-word caption label). Never quoted as summary sentences.
 _CAPTION = re.compile(r"^(?:(?i:scroll down for (?:video|more))\b|[A-Z][\w'’-]*:\s)")
 _QUOTES = "\"“”'‘’"
+# An end mark, then any closing quotes or brackets: "…he said.", "…'we won.'", "(He was freed.)". A
+# closing mark alone ends no statement: "…the zoo (file photo)", "…a film dubbed ‘The Great Escape’"
+# are photo captions pasted into the text.
+_ENDED = re.compile(r"[.!?][\"'”’)\]]*$")
 
 
 def content_words(text: str) -> list[str]:
@@ -65,7 +69,7 @@ def _ineligibility(sentence: Sentence) -> str | None:
         return f"shorter than {MIN_WORDS} words"
     if words > MAX_WORDS:
         return f"longer than {MAX_WORDS} words"
-    if sentence.text.rstrip()[-1:] not in ".!?\"'”’)":
+    if not _ENDED.search(sentence.text.rstrip()):
         return "without end punctuation"  # headings, captions and fragments carry no full statement
     if _CAPTION.match(sentence.text):
         return "a photo caption"

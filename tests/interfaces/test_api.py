@@ -306,7 +306,7 @@ async def test_readiness_reports_a_model_server_that_cannot_be_reached(
 async def test_readiness_names_the_embedded_model_as_responses_do(client: httpx.AsyncClient, seed_text: str) -> None:
     ready = (await client.get("/readyz")).json()
     summary = (await client.post("/v1/summaries", json={"text": seed_text})).json()
-    assert ready["model"] == summary["model"] == "extractive-centroid-v3"
+    assert ready["model"] == summary["model"] == "extractive-centroid-v4"
 
 
 async def test_an_unreachable_model_server_is_503_with_retry_after(

@@ -45,11 +45,14 @@ def test_a_dangling_sentence_is_never_picked_without_the_sentence_before_it(n: i
             assert before in {s.id for s in chosen}, [s.text for s in chosen]
 
 
-@pytest.mark.parametrize("caption", [
-    "Scroll down for video A mother was holding the two-year-old boy over the railing of the cheetah pit at the zoo.",
-    "Watched: a mother was holding the two-year-old boy over the railing of the cheetah pit at the zoo.",
+@pytest.mark.parametrize(("caption", "label"), [
+    # segment cuts "Scroll down for video" off the caption; neither piece is quoted
+    ("Scroll down for video A mother was holding the two-year-old boy over the railing of the cheetah pit at the zoo.",
+     "Scroll down for video"),
+    ("Watched: a mother was holding the two-year-old boy over the railing of the cheetah pit at the zoo.",
+     "Watched: a mother was holding the two-year-old boy over the railing of the cheetah pit at the zoo."),
 ])
-def test_a_photo_caption_run_into_the_text_is_never_picked(caption: str) -> None:
+def test_a_photo_caption_run_into_the_text_is_never_picked(caption: str, label: str) -> None:
     article = (
         f"{caption} The two-year-old boy fell into the cheetah pit at the zoo on Saturday, officials said. "
         "Zoo officials said the boy's mother was holding him over the railing of the cheetah pit. "
@@ -57,9 +60,29 @@ def test_a_photo_caption_run_into_the_text_is_never_picked(caption: str) -> None
         "The cheetahs did not approach the boy, and his parents pulled him out of the pit within seconds."
     )
     sentences = segment(article)
-    assert sentences[0].text == caption
+    assert sentences[0].text == label
     for n in (1, 2, 3):
-        assert caption not in [s.text for s in summarize_extractive(sentences, n)]
+        picked = [s.text for s in summarize_extractive(sentences, n)]
+        assert label not in picked and not any(text.startswith(label) for text in picked)
+
+
+def test_a_caption_glued_to_a_body_sentence_without_an_end_mark_is_not_quoted() -> None:
+    """A Daily Mail caption pasted in before a body sentence, with no full stop between them: the
+    summary may quote the body sentence, never the caption riding along with it (segment cuts there)."""
+    caption = "The boy's mother watches on as rescuers work at the cheetah pit (file photo of the zoo)"
+    article = (
+        "A two-year-old boy fell into the cheetah pit at the city zoo on Saturday, officials said. "
+        "His mother had been holding him over the railing of the cheetah pit when he slipped. "
+        f"{caption} The boy was pulled out of the cheetah pit by his parents before the rescuers arrived. "
+        "He was taken to hospital with minor injuries and the zoo said the cheetahs never approached him. "
+        "The zoo said it would review the railing around the cheetah pit after the fall."
+    )
+    for n in (1, 2, 3):
+        picked = [s.text for s in summarize_extractive(segment(article), n)]
+        assert not any(caption in text for text in picked), picked
+    assert "The boy was pulled out of the cheetah pit by his parents before the rescuers arrived." in [
+        s.text for s in segment(article)
+    ]
 
 
 BRIDGE = (

@@ -118,3 +118,52 @@ def test_a_paragraph_of_glued_bbc_sentences_has_one_sentence_each() -> None:
     ]
     text = "".join(sentences)
     assert [s.text for s in segment(text)] == sentences
+
+
+# Photo captions pasted into the body (Daily Mail pages) end with no mark at all: the caption must be
+# a sentence of its own (so no summary quotes it), not the start of the body sentence after it.
+UNMARKED = [
+    ("Two players were sent off. John Carver looks on as his side struggle in the Tyne-Wear derby"
+     " He said before the game that his side would win.",
+     ["Two players were sent off.", "John Carver looks on as his side struggle in the Tyne-Wear derby",
+      "He said before the game that his side would win."]),
+    ("A mother was holding the boy when he fell (file photo of cheetahs at the zoo) The boy was rescued by his parents.",
+     ["A mother was holding the boy when he fell (file photo of cheetahs at the zoo)", "The boy was rescued by his parents."]),
+    ("A boy fell into the pit. Scroll down for video Shocked: a visitor said the drop was huge.",
+     ["A boy fell into the pit.", "Scroll down for video", "Shocked: a visitor said the drop was huge."]),
+    ("A boy fell into the pit. SCROLL DOWN FOR VIDEO Shocked: a visitor said the drop was huge.",
+     ["A boy fell into the pit.", "SCROLL DOWN FOR VIDEO", "Shocked: a visitor said the drop was huge."]),
+    ("Fighter ace: his story is to be told in a film dubbed \u2018The First Great Escape\u2019 The story of how he"
+     " recovered is remarkable.",
+     ["Fighter ace: his story is to be told in a film dubbed \u2018The First Great Escape\u2019",
+      "The story of how he recovered is remarkable."]),
+    # a caption that ends on a name
+    ("He was sitting in the sunshine with his Jack Russell Sam The retired charity worker said he was shaken.",
+     ["He was sitting in the sunshine with his Jack Russell Sam", "The retired charity worker said he was shaken."]),
+    # nupunkt ends a sentence after a title it does not know mid-line
+    ("The family fell ill in St. John, where they were renting a villa. Orem police Lt. Craig Martinez said so.",
+     ["The family fell ill in St. John, where they were renting a villa.", "Orem police Lt. Craig Martinez said so."]),
+]
+
+# Capitalised openers inside a sentence: titles (the next word is capitalised too), labels, "A and B".
+NOT_UNMARKED = [
+    "He starred in the film A Beautiful Mind in 2001 and won praise.",
+    "Infants can be seen in the images A and B while adults are labelled C.",
+    "Four adults pile onto scooters to get from A to B in the city every day.",
+    "The song Push It Real Good was a hit in the profile of the On the Mat studio.",
+    "The video shows how to scroll down for more pictures of the house.",
+    "That was the year Don't Push It won the Grand National at Aintree.",
+    "He named Plan A in his talk on the BBC Today programme last week.",
+    "She met Dr. Smith and Gen. Jones at the base on Monday.",
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), UNMARKED, ids=[u[1][1][:20] for u in UNMARKED])
+def test_a_caption_run_into_the_body_without_an_end_mark_is_its_own_sentence(text: str, expected: list[str]) -> None:
+    assert [s.text for s in segment(text)] == expected
+    assert_offsets_exact(text)
+
+
+@pytest.mark.parametrize("text", NOT_UNMARKED)
+def test_capitalised_words_inside_a_sentence_do_not_split_it(text: str) -> None:
+    assert [s.text for s in segment(text)] == [text]
