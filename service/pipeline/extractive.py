@@ -10,7 +10,7 @@ from itertools import chain
 from service.core.schema import Sentence
 from service.pipeline.chunking import sentence_tokens
 
-MODEL_NAME = "extractive-centroid-v4"  # v4: same ranking, captions cut from body sentences (segment)
+MODEL_NAME = "extractive-centroid-v4"  # v4: photo captions cut off the body, never quoted, no place in the lead
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?", re.UNICODE)
 # A small English stop list: ranking only, so a missing word merely adds a little noise.
 STOPWORDS = frozenset(
@@ -109,6 +109,17 @@ def _similarity(a: Counter[str], b: Counter[str], a_total: int, b_total: int) ->
     return shared / math.sqrt(max(1, a_total) * max(1, b_total))
 
 
+def _statement_positions(sentences: list[Sentence]) -> list[int]:
+    """Each sentence's place among the article's statements (0, 1, …): a caption or label with no end
+    mark ("…the zoo (file photo)", "Scroll down for video") takes the place of the statement after it."""
+    positions: list[int] = []
+    count = 0
+    for sentence in sentences:
+        positions.append(count)
+        count += bool(_ENDED.search(sentence.text.rstrip()))
+    return positions
+
+
 def rank_sentences(sentences: list[Sentence], title: str | None = None) -> list[tuple[float, Sentence]]:
     """Score every eligible sentence by centrality (shared content words), position and the headline."""
     return [(score, sentence) for score, sentence, _ in _ranked(sentences, title)]
@@ -125,7 +136,7 @@ def _ranked(sentences: list[Sentence], title: str | None) -> list[tuple[float, S
     idf = {w: math.log(1 + n / df) for w, df in document_frequency.items()}
     centroid = Counter(chain.from_iterable(words))
     ranked: list[tuple[float, Sentence, Counter[str]]] = []
-    for position, (sentence, bag) in enumerate(zip(sentences, bags, strict=True)):
+    for position, sentence, bag in zip(_statement_positions(sentences), sentences, bags, strict=True):
         if not _eligible(sentence) or not bag:
             continue
         weight = sum(idf[w] * min(centroid[w] - bag[w], 5) for w in bag) / (len(bag) ** LENGTH_EXPONENT * 10)
@@ -143,7 +154,9 @@ def summarize_extractive(sentences: list[Sentence], max_sentences: int, title: s
     """The best sentences by maximal marginal relevance (rank minus overlap with those already chosen),
     returned in article order, so the summary covers the article rather than repeating its lead."""
     ranked = _ranked(sentences, title)
-    position = {s.id: i for i, s in enumerate(sentences)}
+    # Places count statements: a caption between two sentences neither pushes the second down the
+    # lead prior nor parts a dangling sentence from the one it leans on.
+    position = dict(zip((s.id for s in sentences), _statement_positions(sentences), strict=True))
     if not ranked:
         return []
     top = ranked[0][0] or 1.0

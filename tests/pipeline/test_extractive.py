@@ -109,3 +109,21 @@ def test_the_facts_next_to_a_chosen_sentence_are_not_passed_over_for_a_late_vagu
     sentences = segment(BRIDGE)
     chosen = summarize_extractive(sentences, 3)
     assert [sentences.index(s) for s in chosen] == [0, 2, 3]
+
+
+
+@pytest.mark.parametrize("after", [1, 2, 3])
+def test_photo_captions_pasted_into_the_article_do_not_change_the_picks(after: int) -> None:
+    """Captions (no end mark) are not statements: three of them after sentence `after` neither push the
+    sentences below them down the lead prior nor part neighbours (before: the captions counted as
+    places, so the repairs' cost, sentence 4, lost to the late sentence 9)."""
+    texts = [s.text for s in segment(BRIDGE)]
+    captions = [
+        "Traffic queues at the detour around the Halvik bridge on Monday (file photo)",
+        "The cracked steel supports seen from the river bank below the bridge (pictured)",
+        "Scroll down for video",
+    ]
+    with_captions = " ".join([*texts[:after], *captions, *texts[after:]])
+    for n in (2, 3):
+        expected = [s.text for s in summarize_extractive(segment(BRIDGE), n)]
+        assert [s.text for s in summarize_extractive(segment(with_captions), n)] == expected
