@@ -46,7 +46,6 @@ from service.core.errors import LLMBadOutput, LLMTimeout, LLMUnavailable
 from service.pipeline.chat_stream import StreamBroken, StreamTimeout, read_chat_stream
 from service.pipeline.chunking import estimate_tokens
 from service.pipeline.limits import llm_call_slot
-from service.pipeline.pool import use_linear_pool
 
 if TYPE_CHECKING:  # imported where used: `import openai` takes ~1 s, which no embedded-only run needs
     import openai
@@ -115,7 +114,6 @@ def build_openai_client(settings: Settings, http_client: httpx.AsyncClient | Non
 
     if http_client is None:  # openai's own default client (its limits, timeouts), plus the send hook
         http_client = openai.DefaultAsyncHttpxClient(event_hooks={"request": [_ask_for_request_sent]})
-        use_linear_pool(http_client)  # pool bookkeeping linear in its connections (pool.py)
     return openai.AsyncOpenAI(
         api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed",
         base_url=settings.openai_base_url or None,
