@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from service.verifier.analysis import Analysis, is_dictionary_word, lemma_free, lexicon
 from service.verifier.meaning import check_meaning
 
-__all__ = ["FEATURE_NAMES", "FEATURE_SIGNS", "Comparison", "SourceVocabulary", "compare"]
+__all__ = ["FEATURE_NAMES", "FEATURE_SIGNS", "REGIME_ONLY", "Comparison", "SourceVocabulary", "compare"]
 
 # Order matters: the shipped weights in service/data/verifier.json are listed by these names.
 FEATURE_NAMES: tuple[str, ...] = (
@@ -35,7 +35,12 @@ FEATURE_NAMES: tuple[str, ...] = (
     "unit_mismatch",  # a number's currency, scale or unit changed (£330m → £330bn, miles → km)
     "date_mismatch",  # a month or weekday the evidence does not name
     "unsupported_span",  # longest run of claim content words the evidence lacks (capped at 4)
+    "novel_bigrams",  # share of the claim's word pairs found nowhere in the source: how abstractive it is
 )
+
+# Features that only pick the scoring regime (extractive or abstractive claim) and carry no weight:
+# how abstractive a claim is says which calibration applies, not whether the claim is supported.
+REGIME_ONLY: frozenset[str] = frozenset({"novel_bigrams"})
 
 # The direction each weight may take when trained (+1: more of it never lowers the score; -1: never
 # raises it; 0: free). Keeps the learned model monotone in what a reader would expect.
@@ -63,6 +68,7 @@ FEATURE_SIGNS: tuple[int, ...] = tuple(
         "unit_mismatch": -1,
         "date_mismatch": -1,
         "unsupported_span": -1,
+        "novel_bigrams": -1,
     }[name]
     for name in FEATURE_NAMES
 )
@@ -76,6 +82,7 @@ class SourceVocabulary:
     words: frozenset[str]  # surface tokens and lemmas
     numbers: frozenset[str]
     proper: frozenset[str]  # words only ever capitalised mid-sentence here: names
+    bigrams: frozenset[tuple[str, str]] = frozenset()  # adjacent lemma pairs of every sentence
 
     @classmethod
     def of(cls, analyses: Sequence[Analysis]) -> SourceVocabulary:
@@ -85,7 +92,9 @@ class SourceVocabulary:
         numbers: set[str] = set()
         capitalised: set[str] = set()
         lower: set[str] = set()
+        bigrams: set[tuple[str, str]] = set()
         for a in analyses:
+            bigrams |= a.bigrams
             capitalised |= a.names
             lower |= a.lower_words
             content |= a.content
@@ -93,7 +102,8 @@ class SourceVocabulary:
             words.update(a.lemmas)
             words.update(lemma_free(t) for t in a.tokens if t.endswith("'s"))
             numbers |= a.numbers
-        return cls(frozenset(content), frozenset(words), frozenset(numbers), frozenset(capitalised - lower))
+        return cls(frozenset(content), frozenset(words), frozenset(numbers), frozenset(capitalised - lower),
+                   frozenset(bigrams))
 
 
 @dataclass(frozen=True)
@@ -239,6 +249,7 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
     bigram_recall = len(claim.bigrams & ev_bigrams) / len(claim.bigrams) if claim.bigrams else recall
     best_sentence = max((len(content & s.content) / n for s in evidence), default=0.0) if n else 1.0
     novel = len(content - source.content) / n if n else 0.0
+    novel_bigrams = len(claim.bigrams - source.bigrams) / len(claim.bigrams) if claim.bigrams else 0.0
 
     problems: list[str] = []
     missing_numbers = sorted(claim.numbers - ev_numbers)
@@ -286,5 +297,6 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
         float(meaning.unit is not None),
         float(meaning.date is not None),
         float(min(meaning.span, 4)),
+        novel_bigrams,
     )
     return Comparison(values=values, problems=tuple(problems))
