@@ -13,7 +13,7 @@ import simplemma
 
 from service.core.memo import short_key_cache, sized_cache
 
-__all__ = ["Analysis", "Lexicon", "Quantity", "analyze", "lemma", "lexicon"]
+__all__ = ["Analysis", "Lexicon", "Quantity", "analyze", "base_form", "lemma", "lexicon"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,10 @@ class Lexicon:
     negation_scope_skips: frozenset[str]  # 'longer' in 'no longer hand': part of the cue, not its scope
     weekdays: frozenset[str] = frozenset()
     hedge_cues: frozenset[str] = frozenset()  # 'could', 'allegedly': the statement after them is not a fact
-    hedge_keepers: frozenset[str] = frozenset()  # words that keep a claim hedged ('would', 'accused', 'if')
+    hedge_keepers: frozenset[str] = frozenset()  # words that keep the words after them hedged ('would', 'if')
+    hedge_verbs: frozenset[str] = frozenset()  # hedge only before 'to': 'plans to', 'expected to', 'aims to'
+    hedge_participles: frozenset[str] = frozenset()  # hedge only as 'is believed to', 'was said to'
+    hedge_prepositional: dict[str, str] = field(default_factory=dict)  # 'accused' hedges before 'of'
     bounds: tuple[tuple[str, str], ...] = ()  # ('at least', 'lower'), longest phrase first
     currency_symbols: dict[str, str] = field(default_factory=dict)
     currency_words: dict[str, str] = field(default_factory=dict)
@@ -38,6 +41,7 @@ class Lexicon:
     measures: dict[str, str] = field(default_factory=dict)
     date_prepositions: frozenset[str] = frozenset()
     verb_forms: dict[str, str] = field(default_factory=dict)  # irregular past forms the lemmatizer misses ('rose')
+    titles: frozenset[str] = frozenset()  # 'mr', 'president': the next word is a name
 
 
 @cache
@@ -61,6 +65,9 @@ def lexicon() -> Lexicon:
         weekdays=frozenset(raw["weekdays"]),
         hedge_cues=frozenset(raw["hedge_cues"]),
         hedge_keepers=frozenset(raw["hedge_keepers"]),
+        hedge_verbs=frozenset(raw["hedge_verbs"]),
+        hedge_participles=frozenset(raw["hedge_participles"]),
+        hedge_prepositional=dict(raw["hedge_prepositional"]),
         bounds=tuple(sorted(((phrase, kind) for kind, phrases in raw["bounds"].items() for phrase in phrases),
                             key=lambda pair: -len(pair[0]))),
         currency_symbols=dict(raw["units"]["currency_symbols"]),
@@ -69,6 +76,7 @@ def lexicon() -> Lexicon:
         measures=dict(raw["units"]["measure"]),
         date_prepositions=frozenset(raw["date_prepositions"]),
         verb_forms=dict(raw["verb_forms"]),
+        titles=frozenset(raw["titles"]),
     )
 
 
@@ -155,9 +163,11 @@ class Analysis:
     lowercased: bool  # no capital letter at all (tokenised datasets, chat output): names need the source
     repeated: int  # content lemmas used more than once, a sign of a degenerate summary
     quantities: tuple[Quantity, ...]  # numerals with their currency, scale, unit and bound ('more than £5m')
-    hedged_words: frozenset[str]  # content lemmas a hedge governs ('could face' → face)
-    hedge_cues_used: tuple[str, ...]  # the hedges themselves, in order ('could', 'allegedly')
-    keeps_hedge: bool  # any hedge or hedge keeper ('would', 'accused', 'if'): the sentence does not assert
+    hedged_words: dict[str, str]  # base form a hedge governs → that hedge ('could face' → face: 'could')
+    hedge_scope: frozenset[str]  # base forms within a few words after any hedge or keeper: not asserted here
+    conditional: frozenset[str]  # base forms 'would' governs ('would create' → create)
+    future: frozenset[str]  # base forms 'will' governs ('will create' → create)
+    bases: frozenset[str]  # base forms of the content words ('broke' → break, 'closing' → close)
     dates: frozenset[str]  # month and weekday names (an ambiguous 'may'/'march' only in a date context)
 
     joined: str  # tokens joined by single spaces and padded, for contiguous-phrase search
@@ -220,35 +230,109 @@ def _quantities(normal: str, lex: Lexicon) -> tuple[Quantity, ...]:
                                 ("", ""))
         found.append(Quantity(_number_value(match.group("num")), currency, scale, measure, bound, qualifier,
                               normal[match.start() : end].strip()))
+    if any(word in normal.lower() for word in _SPELLED_UNITS):
+        found.extend(_spelled_quantities(normal, lex))
     return tuple(found)
 
 
+# Spelled-out counts of a unit ('two weeks', 'three miles'); ordinals and 'once' are not counts.
+_SPELLED_UNITS = ("second", "minute", "hour", "day", "week", "month", "year", "decade", "mile", "metre", "meter",
+                  "kilomet", "feet", "foot", "tonne", "pound", "inch")
+_SPELLED = re.compile(r"\b(two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
+                      r"hundred|thousand|dozen)[ -]([a-z]+)\b", re.IGNORECASE)
+
+
+def _spelled_quantities(normal: str, lex: Lexicon) -> list[Quantity]:
+    found = []
+    for match in _SPELLED.finditer(normal):
+        unit = match.group(2).lower()
+        measure = lex.measures.get(unit) or lex.measures.get(unit + "s", "")
+        if measure:
+            found.append(Quantity(f"{lex.number_words[match.group(1).lower()]:g}", "", "", measure, "", "",
+                                  match.group().strip()))
+    return found
+
+
+# A hedge or keeper covers this many words after it ('would almost certainly have been sold').
+_HEDGE_SCOPE = 6
+_BE = frozenset({"is", "are", "was", "were", "be", "been", "being", "s"})
+# A keeper after one of these is a noun ('the suspect', 'a claim'), which hedges nothing.
+_DETERMINERS = frozenset({"the", "a", "an", "this", "that", "these", "those", "his", "her", "their", "its", "our",
+                          "my", "your", "one", "no", "any", "each", "every", "another", "such"})
+# Words a hedge reaches past to the verb it governs ('could have been sold', 'accused of having stolen').
+_HEDGE_SKIPS = frozenset({"to", "have", "has", "had", "be", "been", "being", "of", "having", "also", "still", "soon",
+                          "even", "well", "yet", "eventually", "now", "not", "never"})
+
+
+@short_key_cache(maxsize=200_000, max_key_chars=_WORD_KEY_CHARS)
+def base_form(token: str) -> str:
+    """The verb behind a word form the lemmatizer leaves alone ('broke' → break, 'closing' → close)."""
+    lex = lexicon()
+    if token in lex.verb_forms:
+        return lex.verb_forms[token]
+    base = lemma(token)
+    if base == token and token.endswith("ing") and len(token) > 5:
+        stem = token[:-3]
+        for candidate in (stem + "e", stem, stem[:-1] if len(stem) > 2 and stem[-1] == stem[-2] else ""):
+            if candidate and is_dictionary_word(candidate) and lemma(candidate) == candidate:
+                return candidate
+    return base
+
+
 def _hedges(tokens: tuple[str, ...], lemmas: tuple[str, ...], content: frozenset[str], names: set[str],
-            lex: Lexicon) -> tuple[frozenset[str], tuple[str, ...], bool]:
-    """(content lemmas a hedge governs, the hedges used, whether anything keeps the sentence unasserted)."""
-    governed: set[str] = set()
-    cues: list[str] = []
-    keeps = False
+            lex: Lexicon) -> tuple[dict[str, str], frozenset[str], frozenset[str], frozenset[str]]:
+    """(base form a hedge governs → the hedge, base forms any hedge or keeper covers, base forms 'would'
+    governs, base forms 'will' governs).
+
+    A hedge ('could', 'allegedly', 'is expected to', 'accused of') governs the first content word after
+    it, like a negation: 'could face' → face. A word the sentence also uses unhedged is not hedged.
+    Keepers ('would', 'if', 'wants') hedge nothing in evidence, but in a claim they, like hedges, keep
+    the next few words from being read as asserted.
+    """
+    governed: dict[str, str] = {}
+    modal: dict[str, set[str]] = {"would": set(), "will": set()}
+    governed_at: set[int] = set()
+    scope: set[str] = set()
+    n = len(tokens)
     for i, tok in enumerate(tokens):
         if tok in ("may", "march") and (tok in names or _dated(tokens, i, lex)):
             continue  # the month, not the modal
-        if tok in lex.hedge_keepers:
-            keeps = True
-        if tok not in lex.hedge_cues:
+        nxt = tokens[i + 1] if i + 1 < n else ""
+        if tok in modal:
+            word = _governed(tokens, lemmas, content, i, lex)
+            if word is not None:
+                modal[tok].add(base_form(tokens[word]))
+        prev = tokens[i - 1] if i else ""
+        cue = (tok in lex.hedge_cues
+               or (tok in lex.hedge_verbs and nxt == "to")
+               or (tok in lex.hedge_participles and nxt == "to" and prev in _BE)
+               or lex.hedge_prepositional.get(tok) == nxt)
+        keeper = (tok in lex.hedge_keepers and prev not in _DETERMINERS) or (tok == "said" and nxt == "to"
+                                                                             and prev in _BE)
+        if not cue and not keeper:
             continue
-        # 'plans to', 'expected to', 'set to' hedge only as a verb of intention, not 'the plan'.
-        if tok.endswith(("s", "ed", "ing", "plan", "hope", "expect")) and tok not in (
-                "allegedly", "reportedly", "apparently", "possibly", "alleged", "suspected", "rumoured",
-                "rumored", "unconfirmed", "perhaps") and (i + 1 >= len(tokens) or tokens[i + 1] != "to"):
+        for j in range(i + 1, min(i + 1 + _HEDGE_SCOPE, n)):
+            if lemmas[j] in content:
+                scope.add(base_form(tokens[j]))
+        if not cue:
             continue
-        keeps = True
-        cues.append(tok)
-        # Like a negation, a hedge governs the first content word after it ('could face', 'allegedly stole').
-        for j in range(i + 1, min(i + 5, len(tokens))):
-            if lemmas[j] in content and tokens[j] not in lex.hedge_cues:
-                governed.add(lemmas[j])
-                break
-    return frozenset(governed), tuple(cues), keeps
+        word = _governed(tokens, lemmas, content, i, lex)
+        if word is not None:
+            governed.setdefault(base_form(tokens[word]), tok)
+            governed_at.add(word)
+    if governed:
+        plain = {base_form(tokens[k]) for k in range(n) if k not in governed_at and lemmas[k] in content}
+        governed = {word: cue for word, cue in governed.items() if word not in plain}
+    return governed, frozenset(scope), frozenset(modal["would"]), frozenset(modal["will"])
+
+
+def _governed(tokens: tuple[str, ...], lemmas: tuple[str, ...], content: frozenset[str], i: int,
+              lex: Lexicon) -> int | None:
+    """Position of the content word a hedge or modal at i governs: the first within five words."""
+    for j in range(i + 1, min(i + 6, len(tokens))):
+        if lemmas[j] in content and tokens[j] not in _HEDGE_SKIPS and tokens[j] not in lex.hedge_cues:
+            return j
+    return None
 
 
 def _dated(tokens: tuple[str, ...], i: int, lex: Lexicon) -> bool:
@@ -260,6 +344,7 @@ def _dated(tokens: tuple[str, ...], i: int, lex: Lexicon) -> bool:
 def _dates(tokens: tuple[str, ...], names: set[str], lex: Lexicon) -> frozenset[str]:
     found = set()
     for i, tok in enumerate(tokens):
+        tok = tok[:-2] if tok.endswith("'s") else tok  # "Thursday's vote"
         word = _MONTH_ABBREVIATIONS.get(tok, tok) if tok in ("sept", "aug", "dec", "jan", "feb", "oct", "nov") else tok
         if word in ("may", "march"):
             if word in names or _dated(tokens, i, lex):
@@ -350,7 +435,7 @@ def analyze(text: str) -> Analysis:
                 phrases.setdefault(lemmas[j], " ".join(tokens[first : j + 1]))
                 break
     names = _names(normal, lex.stopwords)
-    hedged_words, hedge_cues_used, keeps_hedge = _hedges(tokens, lemmas, content, names, lex)
+    hedged_words, hedge_scope, conditional, future = _hedges(tokens, lemmas, content, names, lex)
     quotes = tuple(
         q for q in (tuple(t.lower() for t in _TOKEN.findall(m.group(1))) for m in _QUOTE.finditer(normal))
         if len(q) >= 3
@@ -374,7 +459,9 @@ def analyze(text: str) -> Analysis:
         repeated=sum(1 for n in Counter(lm for lm in lemmas if lm in content).values() if n > 1),
         quantities=_quantities(normal, lex) if numbers else (),
         hedged_words=hedged_words,
-        hedge_cues_used=hedge_cues_used,
-        keeps_hedge=keeps_hedge,
+        hedge_scope=hedge_scope,
+        conditional=conditional,
+        future=future,
+        bases=frozenset(base_form(t) for t, lm in zip(tokens, lemmas, strict=True) if lm in content),
         dates=_dates(tokens, names, lex),
     )

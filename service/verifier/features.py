@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -169,6 +170,30 @@ def _mentions(words: frozenset[str] | set[str], name: str) -> bool:
     return name in words or name + "'s" in words
 
 
+# Two capitalised words in a row ('Manchester United', 'Theresa May'), possessive allowed.
+_NAME_PAIR = re.compile(r"\b([A-Z][^\W\d_]+)\s+([A-Z][^\W\d_]+(?:'s)?)\b")
+
+
+_STOP = lexicon().stopwords
+
+
+def swapped_name_parts(claim: Analysis, evidence: Sequence[Analysis], ev_words: set[str]) -> list[str]:
+    """In a lower-case claim, the second word of a two-word name of the evidence, swapped: 'manchester city'
+    where the evidence says 'Manchester United' (neither word alone need look like a name)."""
+    heads: dict[str, set[str]] = {}
+    for sentence in evidence:
+        if not sentence.lowercased:
+            for first, second in _NAME_PAIR.findall(sentence.text):
+                if first.lower() not in _STOP:
+                    heads.setdefault(first.lower(), set()).add(lemma_free(second))
+    if not heads:
+        return []
+    lowered = [lemma_free(t) for t in claim.tokens]
+    return [t for prev, t in zip(lowered, lowered[1:], strict=False)
+            if prev in heads and t not in heads[prev] and t.isalpha() and t not in _STOP and t not in ev_words
+            and not t.endswith(("ed", "ing"))]
+
+
 def claim_names(claim: Analysis, source: SourceVocabulary) -> frozenset[str]:
     """Names in the claim, capitalised or not.
 
@@ -183,6 +208,20 @@ def claim_names(claim: Analysis, source: SourceVocabulary) -> frozenset[str]:
         if t.isalpha() and len(t) > 2 and t not in stopwords
         and (t in source.proper or (claim.lowercased and not is_dictionary_word(t)))
     )
+
+
+def title_names(claim: Analysis) -> frozenset[str]:
+    """In a claim with no capitals, words after a title: names whatever the dictionary says ('mrs white').
+
+    They veto when the evidence lacks them (missing_names) but are not counted as names new to the
+    source (names_not_in_source), a soft feature fitted on FRANK's lower-cased claims.
+    """
+    if not claim.lowercased:
+        return frozenset()
+    stopwords, titles = lexicon().stopwords, lexicon().titles
+    lowered = [lemma_free(t) for t in claim.tokens]
+    return frozenset(t for prev, t in zip(lowered, lowered[1:], strict=False)
+                     if prev in titles and t.isalpha() and len(t) > 1 and t not in stopwords)
 
 
 def _near(lemmas: Sequence[str], one: str, other: str, span: int = 4) -> bool:
@@ -258,6 +297,9 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
     names = claim_names(claim, source)
     ev_words = ev_tokens | ev_lemmas
     absent = {name for name in names if not _mentions(ev_words, name)}
+    if claim.lowercased:
+        absent.update(name for name in title_names(claim) if not _mentions(ev_words, name))
+        absent.update(swapped_name_parts(claim, evidence, ev_words))
     # Report names in the order the claim uses them ("Yekaterina Schulmann" → Yekaterina first).
     missing_names = (
         list(dict.fromkeys(lemma_free(t) for t in claim.tokens if lemma_free(t) in absent)) if absent else []

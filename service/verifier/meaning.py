@@ -12,7 +12,10 @@ __all__ = ["MeaningChecks", "check_meaning"]
 
 # Function words that carry a direction; they are stopwords, so the content-word antonym check skips them.
 # ('over', 'under', 'above', 'below' are left to the bound check: 'under control' is no number.)
-_DIRECTION_WORDS = frozenset({"before", "after", "more", "less", "fewer", "most", "least", "up", "down"})
+_DIRECTION_WORDS = frozenset({"before", "after", "more", "less", "fewer", "most", "least", "up", "down", "for",
+                              "against"})
+# Beside a number these set its bound ('12 or more', 'more than 300'): the bound check decides.
+_QUANTITY_WORDS = frozenset({"more", "less", "fewer", "most", "least"})
 _DATE_ABBREVIATIONS = {"jan": "january", "feb": "february", "aug": "august", "sept": "september",
                        "sep": "september", "oct": "october", "nov": "november", "dec": "december",
                        "mon": "monday", "tue": "tuesday", "tues": "tuesday", "wed": "wednesday", "thu": "thursday",
@@ -55,11 +58,13 @@ def _context(analysis: Analysis, at: int, width: int = 4) -> set[str]:
 def _antonym(claim: Analysis, evidence: Sequence[Analysis], ev_forms: set[str]) -> str | None:
     """A claim word whose antonym the evidence uses in the same place (sharing a neighbouring word)."""
     lex = lexicon()
-    antonyms, verbs = lex.antonyms, lex.verb_forms
+    antonyms, verbs, numbers = lex.antonyms, lex.verb_forms, lex.number_words
     claim_forms = set(claim.lemmas) | set(claim.tokens) | {verbs[t] for t in claim.tokens if t in verbs}
     for i, (token, lemma) in enumerate(zip(claim.tokens, claim.lemmas, strict=True)):
         if lemma not in claim.content and token not in _DIRECTION_WORDS:
             continue
+        if token in _QUANTITY_WORDS and any(t[0].isdigit() or t in numbers for t in claim.tokens[max(0, i - 2) : i + 3]):
+            continue  # '12 or more', 'more than 300': the bound check's business
         forms = (token, lemma, verbs.get(token, lemma))
         if any(form in ev_forms for form in forms):
             continue
@@ -75,12 +80,16 @@ def _antonym(claim: Analysis, evidence: Sequence[Analysis], ev_forms: set[str]) 
 
 
 def _modality(claim: Analysis, aligned: Analysis | None) -> str | None:
-    if aligned is None or claim.keeps_hedge or not aligned.hedge_cues_used:
+    """A word the evidence hedges ('could face', 'is expected to rise', 'allegedly stole', 'accused of
+    smuggling') that the claim states with no hedge or keeper of its own before it ('faces', 'will rise')."""
+    if aligned is None:
         return None
-    shared = sorted(claim.content & aligned.hedged_words)
-    if not shared:
-        return None
-    return f"evidence hedges it ('{aligned.hedge_cues_used[0]}'), the claim states it as fact"
+    for word in sorted(claim.bases & aligned.hedged_words.keys() - claim.hedge_scope):
+        return f"evidence hedges '{word}' ('{aligned.hedged_words[word]}'), the claim states it as fact"
+    # 'would' is also a past tense ('he would later win' = he won), so only 'would X' → 'will X' counts.
+    for word in sorted(claim.future & aligned.conditional - claim.hedge_scope):
+        return f"evidence hedges '{word}' ('would'), the claim states it as fact ('will')"
+    return None
 
 
 def _bound(claim: Analysis, evidence: Sequence[Analysis]) -> str | None:
@@ -108,7 +117,7 @@ def _unit(claim: Analysis, evidence: Sequence[Analysis]) -> str | None:
 def _date(claim: Analysis, ev_tokens: set[str]) -> str | None:
     if not claim.dates:
         return None
-    ev_dates = {_DATE_ABBREVIATIONS.get(t, t) for t in ev_tokens}
+    ev_dates = {_DATE_ABBREVIATIONS.get(t, t) for t in (lemma_free(t) for t in ev_tokens)}
     missing = sorted(claim.dates - ev_dates)
     return f"date '{missing[0].title()}' not in evidence" if missing else None
 
