@@ -90,6 +90,10 @@ def cache_key(request: SummaryRequest, settings: Settings) -> str:
         # Settings that change what the model is shown or who has the last word on a sentence.
         "prompt_token_budget": settings.prompt_token_budget if settings.llm_configured else None,
         "parallel_write_tokens": settings.parallel_write_tokens if settings.llm_configured else None,
+        # How the article is cut into chunks (one call or map-combine) and how the model samples.
+        "chunk_tokens": settings.chunk_tokens if settings.llm_configured else None,
+        "context_window_tokens": settings.context_window_tokens if settings.llm_configured else None,
+        "temperature": settings.temperature if settings.llm_configured else None,
         "verify_judge_band": settings.verify_judge_band if settings.llm_configured else None,
         "prompts": prompt_versions(),
     }

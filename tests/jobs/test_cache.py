@@ -83,7 +83,11 @@ def test_settings_that_change_the_answer_are_part_of_the_key() -> None:
     excerpt = openai.model_copy(update={"prompt_token_budget": 6000})
     judged = openai.model_copy(update={"verify_judge_band": 0.15})
     one_call = openai.model_copy(update={"parallel_write_tokens": 0})
-    assert len({key(request, openai), key(request, excerpt), key(request, judged), key(request, one_call)}) == 4
+    chunked = openai.model_copy(update={"chunk_tokens": 3000})
+    small_window = openai.model_copy(update={"context_window_tokens": 8000})
+    sampled = openai.model_copy(update={"temperature": 0.7})
+    variants = [openai, excerpt, judged, one_call, chunked, small_window, sampled]
+    assert len({key(request, settings) for settings in variants}) == len(variants)
 
 
 def test_a_new_prompt_version_changes_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
