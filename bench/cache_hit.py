@@ -23,6 +23,7 @@ from service.core.schema import SummaryRequest
 from service.interfaces.api import create_app
 from service.jobs.cache import RedisResultCache, ResultCache, SQLiteResultCache, cached_summarize
 from service.pipeline.summarize import summarize_request
+from service.testing.processes import stop_process
 
 SEED = Path(__file__).resolve().parent.parent / "seeds" / "belarus-putin-options.txt"
 
@@ -104,8 +105,7 @@ async def main(runs: int) -> None:
         await redis.aclose()
         print(f"redis   miss={miss:.1f} ms  hit {stats(samples)}")
     finally:
-        server.terminate()
-        server.wait()
+        stop_process(server)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import psutil
 
+from service.testing.processes import stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -196,12 +198,7 @@ class ServiceProcess:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process)
             self.process = None
             self._log.close()
 

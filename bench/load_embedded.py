@@ -30,6 +30,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from service.testing.processes import stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "seeds" / "belarus-putin-options.txt"
 
@@ -182,12 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             report["rss_mb_peak"] = round(sampler.peak / 2**20, 1)
             report["rss_mb_at_end"] = round(sampler.rss() / 2**20, 1)
         finally:
-            server.terminate()
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop_process(server)
             log_lines = (Path(tmp) / "server.log").read_text(encoding="utf-8", errors="replace").splitlines()
     report["server_log_warnings"] = [line[:300] for line in log_lines if '"INFO"' not in line][-10:]
     print(json.dumps(report, indent=2))

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from service.testing.processes import stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
@@ -45,14 +47,7 @@ def start_service(args: list[str], env: dict[str, str], log_path: Path) -> subpr
 
 def stop(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> int:
     """SIGTERM, then SIGKILL if it does not exit in time; returns the exit code."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
+    return stop_process(process, timeout_s)
 
 
 def log_tail(process: subprocess.Popen[bytes], chars: int = 6000) -> str:

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.testing.processes import stop_process
+
 __all__ = ["MODELS", "LocalModel", "LocalServer", "assemble", "cache_dir", "serve"]
 
 
@@ -163,9 +165,4 @@ def serve(
             time.sleep(0.25)
         yield LocalServer(base_url, model.key, process, log_path, time.perf_counter() - started)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        stop_process(process)

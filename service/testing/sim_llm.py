@@ -61,6 +61,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from service.testing.processes import stop_process
+
 __all__ = [
     "CONTENT_FAULTS",
     "LATENCY_PROFILES",
@@ -933,12 +935,7 @@ class SimProcess:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process, timeout_s=10)
             if self.process.stdout:
                 self.process.stdout.close()
         self.process = None

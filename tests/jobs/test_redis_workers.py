@@ -71,8 +71,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         client.close()
-        process.terminate()
-        process.wait(10)
+        stop(process, 10)
 
 
 @pytest.fixture
