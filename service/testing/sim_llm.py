@@ -52,7 +52,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import uvicorn
@@ -831,14 +831,10 @@ def _bind_loopback(port: int = 0) -> socket.socket:
     return sock
 
 
-class SimServer:
-    """The simulated server in a background thread of this process (a context manager)."""
+class _SimHandle:
+    """What both ways of running the simulated server share: its loopback URLs and the context manager."""
 
-    def __init__(self, config: SimConfig | None = None, **changes: Any) -> None:
-        self.state = SimState((config or SimConfig()).updated(changes))
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
+    port = 0
 
     @property
     def url(self) -> str:
@@ -849,7 +845,28 @@ class SimServer:
         """What to pass as the OpenAI client's base_url."""
         return f"{self.url}/v1"
 
-    def start(self) -> SimServer:
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class SimServer(_SimHandle):
+    """The simulated server in a background thread of this process (a context manager)."""
+
+    def __init__(self, config: SimConfig | None = None, **changes: Any) -> None:
+        self.state = SimState((config or SimConfig()).updated(changes))
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Self:
         sock = _bind_loopback()
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
@@ -876,12 +893,6 @@ class SimServer:
             self._thread.join(timeout=10)
         self._server = self._thread = None
 
-    def __enter__(self) -> SimServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def calls(self) -> list[dict[str, Any]]:
         """The call log since the last reset."""
         return self.state.snapshot()
@@ -893,23 +904,14 @@ class SimServer:
         self.state.config = self.state.config.updated(changes)
 
 
-class SimProcess:
+class SimProcess(_SimHandle):
     """The simulated server as a child process (`python -m service.testing.sim_llm`), driven over HTTP."""
 
     def __init__(self, config: SimConfig | None = None, **changes: Any) -> None:
         self.config = (config or SimConfig()).updated(changes)
         self.process: subprocess.Popen[str] | None = None
-        self.port = 0
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.url}/v1"
-
-    def start(self) -> SimProcess:
+    def start(self) -> Self:
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -939,12 +941,6 @@ class SimProcess:
             if self.process.stdout:
                 self.process.stdout.close()
         self.process = None
-
-    def __enter__(self) -> SimProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def calls(self) -> list[dict[str, Any]]:
         return httpx.get(f"{self.url}/_sim/calls", timeout=30).json()
