@@ -21,8 +21,9 @@ from service.core.schema import SummaryRequest, SummaryResponse
 from service.interfaces.jobs_api import router, wants_async
 from service.interfaces.problems import install_problem_handlers
 from service.jobs.backend import JobBackend, running_backend
-from service.jobs.job import CHAT_OWNER, IdempotencyKeyReused, Job, new_job_id
+from service.jobs.job import IdempotencyKeyReused, Job, new_job_id
 from service.jobs.store_sqlite import SQLiteJobStore
+from tests.jobs.store_contract import check_idempotency_keys_live_in_their_owners_namespace
 from tests.jobs_fakes import canned_response
 
 ARTICLE = "Minsk said on Monday that the talks would resume in March after a pause of two weeks."
@@ -193,19 +194,7 @@ def test_an_older_job_file_gains_the_new_columns(tmp_path: Path) -> None:
 
 async def test_idempotency_keys_live_in_their_owners_namespace(tmp_path: Path) -> None:
     store = SQLiteJobStore(tmp_path / "jobs.sqlite3")
-    jobs = {}
-    for owner in ("key:a", "key:b", CHAT_OWNER, None):
-        jobs[owner], created = await store.create(
-            Job(id=new_job_id(), request={"text": str(owner)}, owner=owner), idempotency_key="k", fingerprint=str(owner)
-        )
-        assert created, f"{owner} found another owner's job under the same key"
-    again, created = await store.create(
-        Job(id=new_job_id(), request={"text": "key:a"}, owner="key:a"), idempotency_key="k", fingerprint="key:a"
-    )
-    assert not created and again.id == jobs["key:a"].id and again.owner == "key:a"
-    stored = await store.get(jobs["key:b"].id)
-    assert stored is not None and stored.owner == "key:b"
-    assert not stored.visible_to("key:a") and stored.visible_to("key:b")
+    await check_idempotency_keys_live_in_their_owners_namespace(store)
     await store.close()
 
 

@@ -25,8 +25,9 @@ from redis.asyncio import Redis
 from service.core.config import Settings
 from service.core.schema import SummaryRequest
 from service.jobs.cache import RedisResultCache, cached_summarize
-from service.jobs.job import CHAT_OWNER, IdempotencyKeyReused, Job, new_job_id
+from service.jobs.job import IdempotencyKeyReused, Job, new_job_id
 from service.jobs.store_redis import PREFIX, RedisJobStore, _job_fields
+from tests.jobs.store_contract import check_idempotency_keys_live_in_their_owners_namespace
 from tests.jobs.test_jobs import ARTICLE, CountingSummarizer
 from tests.jobs_fakes import slow_summarizer_env
 from tests.process_helpers import (
@@ -113,19 +114,7 @@ async def test_redis_store_idempotency_and_attempt_guard(redis: Redis) -> None:
 
 
 async def test_redis_idempotency_keys_live_in_their_owners_namespace(redis: Redis) -> None:
-    store = RedisJobStore(redis)
-    jobs = {}
-    for owner in ("key:a", "key:b", CHAT_OWNER, None):
-        jobs[owner], created = await store.create(
-            Job(id=new_job_id(), request={"text": str(owner)}, owner=owner), idempotency_key="k", fingerprint=str(owner)
-        )
-        assert created, f"{owner} found another owner's job under the same key"
-    again, created = await store.create(
-        Job(id=new_job_id(), request={"text": "key:a"}, owner="key:a"), idempotency_key="k", fingerprint="key:a"
-    )
-    assert not created and again.id == jobs["key:a"].id
-    stored = await store.get(jobs["key:b"].id)
-    assert stored is not None and stored.owner == "key:b" and not stored.visible_to("key:a")
+    await check_idempotency_keys_live_in_their_owners_namespace(RedisJobStore(redis))
 
 
 async def test_a_redis_job_stored_before_tenancy_reads_as_owner_less(redis: Redis) -> None:
