@@ -139,7 +139,7 @@ async def _deliver_to_response_url(
         replace_original=posted > 0 and job.result is not None,
     )
     if job.result is not None:  # a re-run (crash before the job is recorded finished) then replaces it too
-        await _remember(remember, job, {**options, RESPONSE_URL_POSTS: str(posted + 1)})
+        await remember_posted(remember, job, {**options, RESPONSE_URL_POSTS: str(posted + 1)})
     if response_type == "in_channel" and settings.incoming_webhook_url:
         await _mirror(client, job, message, settings)
 
@@ -159,10 +159,10 @@ async def _deliver_in_thread(
         client, message, settings=settings, channel=options["channel"], thread_ts=options.get("thread_ts")
     )
     if isinstance(answer.get("ts"), str):  # a re-run (crash before the job is recorded finished) updates it
-        await _remember(remember, job, {**options, MESSAGE_TS: answer["ts"]})
+        await remember_posted(remember, job, {**options, MESSAGE_TS: answer["ts"]})
 
 
-async def _remember(remember: Remember | None, job: Job, options: dict[str, str]) -> None:
+async def remember_posted(remember: Remember | None, job: Job, options: dict[str, str]) -> None:
     """Store what was posted; a failure is logged, not the delivery's (the message is out)."""
     if remember is None:
         return

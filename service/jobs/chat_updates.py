@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from service.core.config import Settings
-from service.jobs.callbacks import MESSAGE_TS, RESPONSE_URL_POSTS, Remember, response_url_posts
+from service.jobs.callbacks import MESSAGE_TS, RESPONSE_URL_POSTS, Remember, remember_posted, response_url_posts
 from service.jobs.deliver import DeliveryError, post_chat_message, post_to_response_url, update_chat_message
 from service.jobs.job import Job
 from service.pipeline.render_slack import render_partial
@@ -166,12 +166,8 @@ class ChatUpdates:
         """Keep what was posted in the job (here and in the store), so every later post updates it."""
         options = {**self.job.callback_options, **changes}
         self.job = self.job.model_copy(update={"callback_options": options})
-        if self.remember is None:
-            return
-        try:
-            await self.remember(options)
-        except Exception:  # this attempt still knows; only a re-run after a crash could post a second one
-            log.exception("job %s: early post not recorded in the job store", self.job.id)
+        # If the store fails, this attempt still knows; only a re-run after a crash could post a second one.
+        await remember_posted(self.remember, self.job, options)
 
     async def close(self) -> Job:
         """Stop posting (a post under way is finished, a waiting one dropped); the job as posted so far."""
