@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from service.core.schema import Sentence
-from service.verifier.analysis import Analysis, analyze
+from service.verifier.analysis import Analysis, analyze, lemma_free
 from service.verifier.features import FEATURE_NAMES, Comparison, SourceVocabulary, compare
 from service.verifier.nli import NliScorer, configured_scorer
 from service.verifier.scoring import VerifierModel, load_model
@@ -65,6 +65,50 @@ def _score(claim: Analysis, positions: Sequence[int], index: SourceIndex, model:
     return _Scored(tuple(positions), round(model.score(comparison.values), 4), comparison)
 
 
+def _with_introductions(claim: Analysis, scored: _Scored, index: SourceIndex, model: VerifierModel) -> _Scored | None:
+    """`scored`'s evidence plus the sentences that name in full someone or something it names only in part.
+
+    "Bill Condon said …" citing "Condon said …": the summarize prompts ask for names in full, and the
+    given name comes from the sentence that introduced him. A claim word is completed this way when
+    the evidence lacks it, it stands beside a word of the evidence, the source only ever capitalises
+    both (they are names) and writes them side by side in that order; the first sentence that does
+    is added. Month and weekday names complete nothing ("Monday's Championship game" is not a name).
+    A claim with no capitals gives no sign of where a name begins, so it gets none. None when nothing
+    was added.
+    """
+    if claim.lowercased:
+        return None
+    evidence_words: set[str] = set()
+    for p in scored.positions:
+        evidence_words.update(index.analyses[p].tokens)
+        evidence_words.update(index.analyses[p].lemmas)
+    proper = index.vocabulary.proper
+    words = [lemma_free(t) for t in claim.tokens]
+    added: list[int] = []
+    full_names: list[str] = []
+    for i, word in enumerate(words):
+        if word in evidence_words or word not in proper or word in claim.dates:
+            continue
+        for j in (i - 1, i + 1):
+            if not 0 <= j < len(words) or words[j] not in evidence_words or words[j] not in proper:
+                continue
+            pair = (claim.lemmas[min(i, j)], claim.lemmas[max(i, j)])
+            where = sorted(set(index.postings.get(word, ())) | set(index.postings.get(claim.lemmas[i], ())))
+            intro = next((p for p in where if pair in index.analyses[p].bigrams), None)
+            if intro is not None and intro not in scored.positions:
+                if intro not in added:
+                    added.append(intro)
+                full_names.append(" ".join(claim.tokens[min(i, j) : max(i, j) + 1]))
+                break
+    if not added:
+        return None
+    # The introducing sentence lends the name and nothing else: it is cited, but the claim is compared
+    # with the evidence plus the full name alone, so its other words cannot prop up the claim.
+    evidence = [index.analyses[p] for p in scored.positions] + [analyze(name) for name in full_names]
+    comparison = compare(claim, evidence, index.vocabulary)
+    return _Scored((*scored.positions, *added), round(model.score(comparison.values), 4), comparison)
+
+
 def candidate_evidence(
     claim: Analysis, index: SourceIndex, *, primaries: int = 4, window: int = 3, max_sentences: int = 3
 ) -> list[tuple[int, ...]]:
@@ -107,6 +151,8 @@ def _search(claim: Analysis, index: SourceIndex, model: VerifierModel) -> _Score
     best: _Scored | None = None
     for positions in candidate_evidence(claim, index, **model.search):
         scored = _score(claim, positions, index, model)
+        if scored.score < model.threshold:
+            scored = _with_introductions(claim, scored, index, model) or scored
         if best is None or scored.score > best.score:
             best = scored
     return best
@@ -214,6 +260,11 @@ def _verify(
         if p is not None and p not in positions:
             positions.append(p)
     cited = _score(analysed, positions, index, model) if positions else None
+    if cited is not None and cited.score < limit:
+        completed = _with_introductions(analysed, cited, index, model)
+        if completed is not None and completed.score >= limit:
+            ids = [index.sentences[p].id for p in completed.positions]
+            return Verification("supported", completed.score, ids, recited=True), completed
     if cited is not None and cited.score >= limit:
         return Verification("supported", cited.score, [index.sentences[p].id for p in positions]), cited
 

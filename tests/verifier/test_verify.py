@@ -288,3 +288,46 @@ def test_a_swapped_possessive_name_is_still_caught(text: str, swap: tuple[str, s
     cited = index.sentences[0]
     result = verify_claim(cited.text.replace(*swap), [cited.id], index)
     assert result.verdict == "unsupported" and result.reason == reason, result
+
+
+def test_a_name_written_in_full_cites_the_sentence_that_introduced_it(index: SourceIndex) -> None:
+    # s28 says only "Baunov"; s21, seven sentences earlier, introduces "Aleksandr Baunov". The summarize
+    # prompts ask for names in full, so a faithful sentence may name him in full while citing s28.
+    cited, _ = sentence_with(index, "change the mind of the population")
+    intro, _ = sentence_with(index, "Aleksandr Baunov")
+    claim = "Aleksandr Baunov said a Russian attack would change the mind of the population."
+    result = verify_claim(claim, [cited], index)
+    assert result.verdict == "supported", result.reason
+    assert result.evidence_ids == [cited, intro] and result.recited
+    # Searching the whole source (no citation) finds the same completion.
+    assert verify_claim(claim, [], index).verdict == "supported"
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        # a first name the source never writes beside "Baunov": another person's, not a completion
+        "Yekaterina Baunov said a Russian attack would change the mind of the population.",
+        # no capitals: nothing marks "aleksandr baunov" as one name, so no completion is tried
+        "aleksandr baunov said a russian attack would change the mind of the population.",
+    ],
+)
+def test_a_first_name_the_source_does_not_pair_with_the_surname_is_not_completed(
+    index: SourceIndex, claim: str
+) -> None:
+    cited, _ = sentence_with(index, "change the mind of the population")
+    result = verify_claim(claim, [cited], index)
+    assert result.verdict == "unsupported"
+    assert "not in evidence" in (result.reason or "")
+
+
+def test_the_introducing_sentence_lends_the_name_and_nothing_else(index: SourceIndex) -> None:
+    # s21 also says Baunov is "a senior fellow at the Carnegie Moscow Center"; cited alone, s28 does not,
+    # and completing "Aleksandr" must not bring the rest of s21 along.
+    cited, _ = sentence_with(index, "change the mind of the population")
+    intro, _ = sentence_with(index, "Aleksandr Baunov")
+    claim = ("Aleksandr Baunov, a senior fellow at the Carnegie Moscow Center, said a Russian attack would "
+             "change the mind of the population.")
+    alone = verify_claim(claim, [cited], index)
+    assert alone.verdict == "unsupported" and "not in evidence" in (alone.reason or "")
+    assert verify_claim(claim, [cited, intro], index).verdict == "supported"
