@@ -315,6 +315,12 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def output_paths(stem: str) -> tuple[Path, Path]:
+    """The .json and .md report paths for `--out STEM`; a dot in the stem (`real_model_1.5b`) is kept."""
+    path = Path(stem)
+    return path.with_name(f"{path.name}.json"), path.with_name(f"{path.name}.md")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.real_model", description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(MODELS), default=DEFAULT_MODEL)
@@ -367,11 +373,11 @@ def main(argv: list[str] | None = None) -> int:
         "judge": judge,
         "rows": rows,
     }
-    stem = Path(args.out)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    json_path, md_path = output_paths(args.out)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     text = markdown(result)
-    stem.with_suffix(".md").write_text(text, encoding="utf-8")
+    md_path.write_text(text, encoding="utf-8")
     print(text)
     return 0
 
