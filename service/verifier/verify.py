@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from service.core.schema import Sentence
-from service.verifier.analysis import Analysis, analyze, lemma_free
+from service.verifier.analysis import Analysis, analyze, lemma_free, lexicon
 from service.verifier.features import FEATURE_NAMES, Comparison, SourceVocabulary, compare
 from service.verifier.nli import NliScorer, configured_scorer
 from service.verifier.scoring import VerifierModel, load_model
@@ -65,15 +66,20 @@ def _score(claim: Analysis, positions: Sequence[int], index: SourceIndex, model:
     return _Scored(tuple(positions), round(model.score(comparison.values), 4), comparison)
 
 
+def _written_as_name(first: str, second: str) -> re.Pattern[str]:
+    """`first second` with both words capitalised, as a name is written ('Bill Condon', 'Baunov's')."""
+    return re.compile(rf"\b{re.escape(first[:1].upper() + first[1:])}\s+{re.escape(second[:1].upper() + second[1:])}\b")
+
+
 def _with_introductions(claim: Analysis, scored: _Scored, index: SourceIndex, model: VerifierModel) -> _Scored | None:
     """`scored`'s evidence plus the sentences that name in full someone or something it names only in part.
 
     "Bill Condon said …" citing "Condon said …": the summarize prompts ask for names in full, and the
     given name comes from the sentence that introduced him. A claim word is completed this way when
-    the evidence lacks it, it stands beside a word of the evidence, the source only ever capitalises
-    both (they are names) and writes them side by side in that order; the first sentence that does
-    is added. Month and weekday names complete nothing ("Monday's Championship game" is not a name).
-    A claim with no capitals gives no sign of where a name begins, so it gets none. None when nothing
+    the evidence lacks it, it stands beside a word of the evidence, and the claim and a source
+    sentence both write the two side by side, in that order, capitalised; the first such sentence is
+    added. Month and weekday names complete nothing ("Monday's Championship game" is not a name). A
+    claim with no capitals gives no sign of where a name begins, so it gets none. None when nothing
     was added.
     """
     if claim.lowercased:
@@ -82,23 +88,30 @@ def _with_introductions(claim: Analysis, scored: _Scored, index: SourceIndex, mo
     for p in scored.positions:
         evidence_words.update(index.analyses[p].tokens)
         evidence_words.update(index.analyses[p].lemmas)
-    proper = index.vocabulary.proper
+    stopwords = lexicon().stopwords
     words = [lemma_free(t) for t in claim.tokens]
+    usable = [w.isalpha() and w not in stopwords and w not in claim.dates for w in words]
     added: list[int] = []
     full_names: list[str] = []
     for i, word in enumerate(words):
-        if word in evidence_words or word not in proper or word in claim.dates:
+        if word in evidence_words or not usable[i]:
             continue
         for j in (i - 1, i + 1):
-            if not 0 <= j < len(words) or words[j] not in evidence_words or words[j] not in proper:
+            if not 0 <= j < len(words) or words[j] not in evidence_words or not usable[j]:
                 continue
-            pair = (claim.lemmas[min(i, j)], claim.lemmas[max(i, j)])
+            first, second = min(i, j), max(i, j)
+            written = _written_as_name(words[first], words[second])
+            in_claim = written.search(claim.text)
+            if in_claim is None:
+                continue
+            pair = (claim.lemmas[first], claim.lemmas[second])
             where = sorted(set(index.postings.get(word, ())) | set(index.postings.get(claim.lemmas[i], ())))
-            intro = next((p for p in where if pair in index.analyses[p].bigrams), None)
+            intro = next((p for p in where if pair in index.analyses[p].bigrams
+                          and written.search(index.sentences[p].text)), None)
             if intro is not None and intro not in scored.positions:
                 if intro not in added:
                     added.append(intro)
-                full_names.append(" ".join(claim.tokens[min(i, j) : max(i, j) + 1]))
+                full_names.append(in_claim.group())
                 break
     if not added:
         return None
