@@ -1,7 +1,8 @@
-"""`python -m bench.judge_verdicts MODEL OUT.json`: the LLM judge's verdict on each claim, one call per claim.
+"""`python -m bench.judge_verdicts MODEL OUT.json [COUNT]`: the LLM judge's verdict on each claim, one call per claim.
 
 `python -m bench.real_model --judge 48` reports the judge's totals per dataset; this runs the same
-48-claim sample (`bench.real_model.judge_sample`, same seed, band 0.5) against the same local model,
+48-claim sample (`bench.real_model.judge_sample`, same seed, band 0.5; COUNT draws a larger one) against
+the same local model,
 one claim at a time, and keeps every verdict and raw reply, so that pooled balanced accuracy, an exact
 McNemar test against the verifier alone, and the effect of a narrower band can be computed
 (`python -m bench.judge_verdicts --analyse OUT.json`). docs/verifier.md quotes both for the 0.5B and
@@ -101,12 +102,12 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--analyse"] and len(argv) == 2:
         analyse(Path(argv[1]))
         return 0
-    if len(argv) != 2 or argv[0] not in MODELS:
-        print(f"usage: python -m bench.judge_verdicts {{{','.join(sorted(MODELS))}}} OUT.json | --analyse OUT.json",
-              file=sys.stderr)
+    if len(argv) not in (2, 3) or argv[0] not in MODELS or not (len(argv) == 2 or argv[2].isdigit()):
+        print(f"usage: python -m bench.judge_verdicts {{{','.join(sorted(MODELS))}}} OUT.json [COUNT] "
+              "| --analyse OUT.json", file=sys.stderr)
         return 2
-    key, out = argv
-    rows = load_claims([judge_sample(48)])
+    key, out = argv[0], argv[1]
+    rows = load_claims([judge_sample(int(argv[2]) if len(argv) == 3 else 48)])
     with serve(MODELS[key], n_threads=1) as server:
         verdicts, cost = asyncio.run(_verdicts(server.base_url, server.model, rows))
     Path(out).write_text(json.dumps({"cost": cost.as_dict(), "rows": verdicts}, indent=1) + "\n", encoding="utf-8")

@@ -23,3 +23,10 @@ def test_committed_verdicts_give_the_documented_numbers() -> None:
     assert mcnemar_p(rows) == (16, 9, 0.23)
     small = json.loads((RESULTS / "judge_verdicts_0.5b.json").read_text(encoding="utf-8"))["rows"]
     assert all(r["judge"] == "supported" for r in small)
+
+
+def test_the_larger_sample_gives_the_documented_numbers() -> None:
+    rows = json.loads((RESULTS / "judge_verdicts_1.5b_144.json").read_text(encoding="utf-8"))["rows"]
+    assert len(rows) == 144
+    assert (balanced_accuracy(rows, "verifier"), balanced_accuracy(rows, "judge")) == (0.611, 0.604)
+    assert mcnemar_p(rows) == (36, 37, 1.0)
