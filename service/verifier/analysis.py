@@ -50,7 +50,9 @@ def lexicon() -> Lexicon:
     raw = json.loads((Path(__file__).parent / "data" / "lexicon.json").read_text(encoding="utf-8"))
     wordnet = json.loads((Path(__file__).parent / "data" / "antonyms_wordnet.json").read_text(encoding="utf-8"))
     antonyms: dict[str, set[str]] = {}
-    for left, right in [*raw["antonyms"], *wordnet["pairs"]]:
+    # A quantity going up contradicts the same quantity going down, whichever verbs say so ('soared'/'plummeted').
+    directions = [(up, down) for up in raw["directions"]["up"] for down in raw["directions"]["down"]]
+    for left, right in [*raw["antonyms"], *directions, *wordnet["pairs"]]:
         antonyms.setdefault(left, set()).add(right)
         antonyms.setdefault(right, set()).add(left)
     return Lexicon(

@@ -13,9 +13,11 @@ __all__ = ["MeaningChecks", "check_meaning"]
 # Function words that carry a direction; they are stopwords, so the content-word antonym check skips them.
 # ('over', 'under', 'above', 'below' are left to the bound check: 'under control' is no number.)
 _DIRECTION_WORDS = frozenset({"before", "after", "more", "less", "fewer", "most", "least", "up", "down", "for",
-                              "against"})
+                              "against", "many", "few", "much", "little"})
 # Beside a number these set its bound ('12 or more', 'more than 300'): the bound check decides.
-_QUANTITY_WORDS = frozenset({"more", "less", "fewer", "most", "least"})
+_QUANTITY_WORDS = frozenset({"more", "less", "fewer", "most", "least", "many", "few", "much", "little"})
+# Negated, these say their antonym: 'not much' = 'little', 'not many' = 'few'.
+_NEGATABLE_QUANTITIES = frozenset({"many", "few", "much", "little"})
 _DATE_ABBREVIATIONS = {"jan": "january", "feb": "february", "aug": "august", "sept": "september",
                        "sep": "september", "oct": "october", "nov": "november", "dec": "december",
                        "mon": "monday", "tue": "tuesday", "tues": "tuesday", "wed": "wednesday", "thu": "thursday",
@@ -65,6 +67,8 @@ def _antonym(claim: Analysis, evidence: Sequence[Analysis], ev_forms: set[str]) 
             continue
         if token in _QUANTITY_WORDS and any(t[0].isdigit() or t in numbers for t in claim.tokens[max(0, i - 2) : i + 3]):
             continue  # '12 or more', 'more than 300': the bound check's business
+        if token in _NEGATABLE_QUANTITIES and lex.negation_cues & set(claim.tokens[max(0, i - 3) : i]):
+            continue  # 'does not have much to gain' says 'little to gain'; 'not many' says 'few'
         forms = (token, lemma, verbs.get(token, lemma))
         if any(form in ev_forms for form in forms):
             continue

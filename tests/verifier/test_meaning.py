@@ -30,6 +30,21 @@ CASES = [
      "The home side lost the final against the visitors.", "antonym_flip", "'lost' contradicts 'won'"),
     ("antonym faithful", "The museum opened its new wing to visitors on Saturday.",
      "On Saturday the museum opened a new wing to visitors.", None, None),
+    # a quantity's direction, whichever verbs say it (lexicon 'directions': every up verb against every down verb)
+    ("direction soared", "Popular support for the president plummeted after the election.",
+     "Popular support for the president soared after the election.", "antonym_flip", "'soared' contradicts 'plummeted'"),
+    ("direction surged", "Sales of electric cars dipped in the spring.",
+     "Sales of electric cars surged in the spring.", "antonym_flip", "'surged' contradicts 'dipped'"),
+    ("direction faithful", "Popular support for the president plummeted after the election.",
+     "Popular support for the president fell after the election.", None, None),
+    # quantity words: 'few' against 'many', 'little' against 'much'
+    ("few to many", "Few analysts in Russia expect the Kremlin to repeat the Ukraine scenario.",
+     "Many analysts in Russia expect the Kremlin to repeat the Ukraine scenario.", "antonym_flip",
+     "'many' contradicts 'few'"),
+    ("not many = few", "Few analysts in Russia expect the Kremlin to repeat the Ukraine scenario.",
+     "Not many analysts in Russia expect the Kremlin to repeat the Ukraine scenario.", None, None),
+    ("many with a number", "Many of the 300 workers joined the strike on Monday.",
+     "Many of the 300 workers joined the strike on Monday.", None, None),
     ("antonym elsewhere, unrelated", "Prices rose sharply while the fall term began at the school.",
      "Prices rose sharply.", None, None),
     # modality and hedges
