@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sys
 from collections import defaultdict
 from math import comb
@@ -107,7 +108,9 @@ def main(argv: list[str]) -> int:
               "| --analyse OUT.json", file=sys.stderr)
         return 2
     key, out = argv[0], argv[1]
-    rows = load_claims([judge_sample(int(argv[2]) if len(argv) == 3 else 48)])
+    sample = judge_sample(int(argv[2]) if len(argv) == 3 else 48)
+    rows = load_claims([sample])
+    shutil.rmtree(sample.parent)  # judge_sample's own temporary folder
     with serve(MODELS[key], n_threads=1) as server:
         verdicts, cost = asyncio.run(_verdicts(server.base_url, server.model, rows))
     Path(out).write_text(json.dumps({"cost": cost.as_dict(), "rows": verdicts}, indent=1) + "\n", encoding="utf-8")
