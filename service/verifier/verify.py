@@ -60,8 +60,10 @@ class _Scored:
     comparison: Comparison
 
 
-def _score(claim: Analysis, positions: Sequence[int], index: SourceIndex, model: VerifierModel) -> _Scored:
-    comparison = compare(claim, [index.analyses[p] for p in positions], index.vocabulary)
+def _score(claim: Analysis, positions: Sequence[int], index: SourceIndex, model: VerifierModel,
+           lent: Sequence[Analysis] = ()) -> _Scored:
+    """The claim against the sentences at `positions`, plus any `lent` words that are not a whole sentence."""
+    comparison = compare(claim, [index.analyses[p] for p in positions] + list(lent), index.vocabulary)
     # Rounded before any comparison with the threshold, so the reported score never contradicts the verdict.
     return _Scored(tuple(positions), round(model.score(comparison.values), 4), comparison)
 
@@ -117,9 +119,8 @@ def _with_introductions(claim: Analysis, scored: _Scored, index: SourceIndex, mo
         return None
     # The introducing sentence lends the name and nothing else: it is cited, but the claim is compared
     # with the evidence plus the full name alone, so its other words cannot prop up the claim.
-    evidence = [index.analyses[p] for p in scored.positions] + [analyze(name) for name in full_names]
-    comparison = compare(claim, evidence, index.vocabulary)
-    return _Scored((*scored.positions, *added), round(model.score(comparison.values), 4), comparison)
+    completed = _score(claim, scored.positions, index, model, lent=[analyze(name) for name in full_names])
+    return replace(completed, positions=(*scored.positions, *added))
 
 
 def candidate_evidence(
@@ -159,12 +160,13 @@ def candidate_evidence(
     return candidates_out
 
 
-def _search(claim: Analysis, index: SourceIndex, model: VerifierModel) -> _Scored | None:
-    """Best-scoring evidence set in the whole source, or None when no sentence shares a word."""
+def _search(claim: Analysis, index: SourceIndex, model: VerifierModel, limit: float) -> _Scored | None:
+    """Best-scoring evidence set in the whole source, or None when no sentence shares a word; a set scoring
+    below `limit` (the threshold the verdict uses) is also tried with the names it lacks completed."""
     best: _Scored | None = None
     for positions in candidate_evidence(claim, index, **model.search):
         scored = _score(claim, positions, index, model)
-        if scored.score < model.threshold:
+        if scored.score < limit:
             scored = _with_introductions(claim, scored, index, model) or scored
         if best is None or scored.score > best.score:
             best = scored
@@ -281,7 +283,7 @@ def _verify(
     if cited is not None and cited.score >= limit:
         return Verification("supported", cited.score, [index.sentences[p].id for p in positions]), cited
 
-    found = _search(analysed, index, model)
+    found = _search(analysed, index, model, limit)
     if found is not None and _launders(cited, found):
         found = None
     if found is not None and found.score >= limit:
