@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -256,29 +256,21 @@ class LLMDrafter:
             return drafts, 1
 
         # Map: each chunk summarized on its own, at most `map_concurrency` at once.
-        gate = asyncio.Semaphore(self.settings.map_concurrency)
-        done = 0
         per_chunk = max(2, min(max_sentences, 4))
 
         async def summarize_chunk(index: int) -> list[Draft]:
-            nonlocal done
             chunk = chunks[index]
-            async with gate:
-                messages = self.summarize_prompt.render(
-                    title=document.title,
-                    max_sentences=per_chunk,
-                    sentences=id_text_pairs(chunk.sentences),
-                    part=index + 1,
-                    parts=len(chunks),
-                    excerpt=excerpt,
-                )
-                drafts = await self._ask(messages, set(chunk.ids), run, per_chunk)
-            done += 1
-            if progress:
-                progress(done, len(chunks))
-            return drafts
+            messages = self.summarize_prompt.render(
+                title=document.title,
+                max_sentences=per_chunk,
+                sentences=id_text_pairs(chunk.sentences),
+                part=index + 1,
+                parts=len(chunks),
+                excerpt=excerpt,
+            )
+            return await self._ask(messages, set(chunk.ids), run, per_chunk)
 
-        mapped = await gather_or_cancel([summarize_chunk(i) for i in range(len(chunks))])
+        mapped = await self._each_at_once(len(chunks), summarize_chunk, progress)
         partials = [d for drafts in mapped for d in drafts if d.cited_ids]
 
         # Combine: the partial sentences carry their original source ids, so citations survive.
@@ -320,34 +312,46 @@ class LLMDrafter:
         every part before it is done, so the first part reads out while the others are still written.
         """
         self.parts = len(parts)
-        gate = asyncio.Semaphore(self.settings.map_concurrency)
         in_order = InOrder(len(parts), on_draft) if on_draft is not None else None
-        done = 0
         if progress:
             progress(0, len(parts))
 
         async def write_part(index: int) -> list[Draft]:
-            nonlocal done
             part = parts[index]
             hand_on = partial(in_order.add, index) if in_order is not None else None
-            async with gate:
-                messages = self.part_prompt.render(
-                    title=document.title,
-                    max_sentences=1,
-                    sentences=id_text_pairs(part.sentences),
-                    part=index + 1,
-                    parts=len(parts),
-                )
-                drafts = await self._ask(messages, set(part.ids), run, 1, hand_on)
+            messages = self.part_prompt.render(
+                title=document.title,
+                max_sentences=1,
+                sentences=id_text_pairs(part.sentences),
+                part=index + 1,
+                parts=len(parts),
+            )
+            drafts = await self._ask(messages, set(part.ids), run, 1, hand_on)
             if in_order is not None:
                 in_order.finish(index)
-            done += 1
-            if progress:
-                progress(done, len(parts))
             return drafts
 
-        written = await gather_or_cancel([write_part(i) for i in range(len(parts))])
+        written = await self._each_at_once(len(parts), write_part, progress)
         return [draft for drafts in written for draft in drafts]
+
+    async def _each_at_once(
+        self, count: int, write: Callable[[int], Awaitable[list[Draft]]], progress: Progress | None
+    ) -> list[list[Draft]]:
+        """`write(i)` for every i < count, at most `map_concurrency` at once, results in order; `progress`
+        hears (done, count) as each finishes. The first failure cancels the rest (gather_or_cancel)."""
+        gate = asyncio.Semaphore(self.settings.map_concurrency)
+        done = 0
+
+        async def one(index: int) -> list[Draft]:
+            nonlocal done
+            async with gate:
+                drafts = await write(index)
+            done += 1
+            if progress:
+                progress(done, count)
+            return drafts
+
+        return await gather_or_cancel([one(i) for i in range(count)])
 
     async def condense(
         self, document: Document, sentences: list[Sentence], run: Run
