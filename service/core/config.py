@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     completion_max_tokens: int = Field(default=1_200, ge=64)
     """`max_tokens` for each model reply."""
     structured_output: Literal["json_schema", "json_object_schema", "json_object", "none"] = "json_schema"
-    """Starting response format (`json_object_schema`: the schema inside a json_object format, as llama-cpp-python's server reads it); a server that refuses one is asked again with the next plainer one."""
+    """Starting response format (`json_object_schema`: the schema inside a json_object format, as llama-cpp-python's server reads it); a server that refuses one is asked again with the next plainer one. Parallel parts answer in a plain cited line, asked without a response format (docs/models.md)."""
     llm_stream: bool = True
     """Stream the model's reply (`stream: true`) when the caller streams the summary (SSE, `--stream`, Slack)."""
     sse_ping_s: float = Field(default=15.0, gt=0, le=300)

@@ -5,8 +5,9 @@ Who retries what (never two layers on one failure):
 - one tenacity policy here owns transport failures (connection errors, timeouts, 408, 409, 429,
   5xx): exponential backoff with jitter, `Retry-After` honoured, bounded by attempts and a total
   deadline, then `LLMUnavailable` / `LLMTimeout` carrying the attempt count;
-- a separate, bounded re-ask loop owns replies that arrived but are not valid JSON of the
-  requested shape: the error is fed back to the model, then `LLMBadOutput`.
+- a separate, bounded re-ask loop owns replies that arrived but are not of the requested shape
+  (JSON, or a plain-text shape its caller parses): the error is fed back to the model, then
+  `LLMBadOutput`.
 
 Streamed calls (`complete_json(..., sink=...)`, chat_stream.py reads the SSE) follow the same two
 policies only until the sink has handed a part of the reply on (`sink.committed`): after that a
@@ -214,7 +215,9 @@ class LLMClient:
     def base_url(self) -> str:
         return str(self.client.base_url)
 
-    def _response_format(self, schema_name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
+    def _response_format(self, schema_name: str, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is None:  # a plain-text answer
+            return None
         if self.structured_output == "json_schema":
             return {"type": "json_schema", "json_schema": {"name": schema_name, "schema": schema, "strict": True}}
         if self.structured_output == "json_object_schema":  # llama-cpp-python's server: a grammar from the schema
@@ -268,7 +271,7 @@ class LLMClient:
         self,
         messages: list[dict[str, str]],
         schema_name: str,
-        schema: dict[str, Any],
+        schema: dict[str, Any] | None,
         sink: ReplySink | None = None,
     ) -> tuple[dict[str, Any], int]:
         """One completion, transport failures retried. Returns (completion, attempts)."""
@@ -330,7 +333,7 @@ class LLMClient:
         self,
         messages: list[dict[str, str]],
         schema_name: str,
-        schema: dict[str, Any],
+        schema: dict[str, Any] | None,
         sink: ReplySink | None = None,
     ) -> dict[str, Any]:
         """One request; when the server refuses the structured-output mode or a streaming field, ask again without."""
@@ -397,6 +400,30 @@ class LLMClient:
 
         With a `sink`, the reply is streamed into it (see the module docstring for what changes).
         """
+        return await self.complete(
+            messages,
+            parse=lambda content: parse_json_reply(content, validate),
+            again="Answer again with only the JSON object in the required shape.",
+            schema_name=schema_name,
+            schema=schema,
+            sink=sink,
+        )
+
+    async def complete(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        parse: Callable[[str | None], dict[str, Any]],
+        again: str,
+        schema_name: str = "",
+        schema: dict[str, Any] | None = None,
+        sink: ReplySink | None = None,
+    ) -> LLMResult:
+        """Ask, and `parse` the reply (InvalidOutput: re-ask, bounded, with the error and `again`).
+
+        With a `schema`, the server is asked for JSON in the configured structured-output mode;
+        without, for plain text (a reply shape of our own that `parse` reads).
+        """
         conversation = list(messages)
         prompt_tokens = completion_tokens = attempts = 0
         estimated = False
@@ -414,7 +441,7 @@ class LLMClient:
             prompt_tokens += usage["prompt"]
             completion_tokens += usage["completion"]
             try:
-                data = parse_json_reply(content, validate)
+                data = parse(content)
             except InvalidOutput as exc:
                 last_error = str(exc)
                 if sink is not None and sink.committed:  # a re-ask would repeat what was handed on
@@ -429,15 +456,14 @@ class LLMClient:
                     {"role": "assistant", "content": (content or "")[:4000]},
                     {
                         "role": "user",
-                        "content": f"That answer was invalid: {last_error}. "
-                        "Answer again with only the JSON object in the required shape.",
+                        "content": f"That answer was invalid: {last_error}. {again}",
                     },
                 ]
                 continue
             return LLMResult(data, prompt_tokens, completion_tokens, attempts, reask, self.model, estimated)
         raise LLMBadOutput(
             f"the model's answer was not valid after {self.settings.llm_reask_attempts + 1} tries: {last_error}. "
-            + _what_to_try(self.model, self.structured_output),
+            + _what_to_try(self.model, self.structured_output if schema is not None else None),
             attempts=attempts,
         )
 
@@ -487,8 +513,16 @@ def _reply_content(completion: dict[str, Any]) -> str | None:
     return content if isinstance(content, str) else None
 
 
-def _what_to_try(model: str, mode: str) -> str:
-    """What a user can change when a model keeps answering in something other than the JSON asked for."""
+def _what_to_try(model: str, mode: str | None) -> str:
+    """What a user can change when a model keeps answering in another shape than the one asked for.
+
+    `mode` is the structured-output mode the JSON was asked with; None for a plain-text reply.
+    """
+    if mode is None:
+        return (
+            f"The model {model!r} does not seem to follow the answer format: try another model (CITESUM_MODEL), "
+            "or the embedded summarizer (CITESUM_PROVIDER=embedded)"
+        )
     modes = "json_schema" if mode != "json_schema" else "json_object"
     return (
         f"The model {model!r} (asked with response format {mode!r}) does not seem to follow the JSON format: "

@@ -29,6 +29,8 @@ from service.core.schema import (
     Usage,
 )
 from service.pipeline.chunking import Chunk, chunk_budget, chunk_sentences, sentence_tokens, split_at_anchors
+from service.pipeline.cited_line import ASK_AGAIN as ASK_AGAIN_FOR_CITED_LINE
+from service.pipeline.cited_line import parse_cited_line
 from service.pipeline.extractive import MODEL_NAME as EXTRACTIVE_MODEL
 from service.pipeline.extractive import select_excerpt, summarize_extractive, why_none_usable
 from service.pipeline.ingest import ingest
@@ -187,8 +189,14 @@ class LLMDrafter:
         run: Run,
         max_sentences: int,
         on_draft: OnDraft | None = None,
+        *,
+        one_cited_line: bool = False,
     ) -> list[Draft]:
-        """The model's drafts; with `on_draft`, the reply is streamed and each draft handed on once written."""
+        """The model's drafts; with `on_draft`, the reply is streamed and each draft handed on once written.
+
+        `one_cited_line`: the prompt asks for one sentence as plain text with its ids (cited_line.py),
+        not JSON; such a reply is handed on whole once it ends.
+        """
         sending = on_request_sent.set(run.model_called.set)
         streamed: list[Draft] = []
         sink = None
@@ -200,13 +208,21 @@ class LLMDrafter:
 
             sink = SentenceStream(hand_on)
         try:
-            result = await self.llm.complete_json(
-                messages,
-                schema_name="cited_summary",
-                schema=summary_schema(allowed, max_sentences),
-                validate=validate_summary_reply,
-                sink=sink,
-            )
+            if one_cited_line:
+                result = await self.llm.complete(
+                    messages,
+                    parse=partial(parse_cited_line, validate=validate_summary_reply),
+                    again=ASK_AGAIN_FOR_CITED_LINE,
+                    sink=sink,
+                )
+            else:
+                result = await self.llm.complete_json(
+                    messages,
+                    schema_name="cited_summary",
+                    schema=summary_schema(allowed, max_sentences),
+                    validate=validate_summary_reply,
+                    sink=sink,
+                )
         finally:
             on_request_sent.reset(sending)
             run.model_called.set()  # no report of the send (a client without the hook, a failed connect)
@@ -326,7 +342,7 @@ class LLMDrafter:
                 part=index + 1,
                 parts=len(parts),
             )
-            drafts = await self._ask(messages, set(part.ids), run, 1, hand_on)
+            drafts = await self._ask(messages, set(part.ids), run, 1, hand_on, one_cited_line=True)
             if in_order is not None:
                 in_order.finish(index)
             return drafts

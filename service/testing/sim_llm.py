@@ -217,6 +217,7 @@ class ParsedPrompt:
     lines: tuple[SourceLine, ...]
     max_sentences: int | None
     user_text: str
+    cited_line: bool = False  # the system prompt asks for plain `sentence [s3, s4]`, not JSON
 
     @property
     def structured(self) -> bool:
@@ -224,19 +225,23 @@ class ParsedPrompt:
 
 
 def parse_prompt(messages: list[dict[str, Any]]) -> ParsedPrompt:
-    """The source lines and sentence limit in the last user message."""
+    """The source lines and sentence limit in the last user message, and the answer shape asked for."""
     user_text = ""
+    cited_line = False
     for message in messages:
         if message.get("role") == "user":
             user_text = _content_text(message.get("content"))
+        elif message.get("role") == "system":
+            cited_line = CITED_LINE_MARK in _content_text(message.get("content"))
     lines = tuple(
         SourceLine(tuple(i.strip() for i in m.group(1).split(",")), m.group(2).strip())
         for m in _SOURCE_LINE.finditer(user_text)
     )
     limit = _MAX_SENTENCES.search(user_text)
-    return ParsedPrompt(lines, int(limit.group(1)) if limit else None, user_text)
+    return ParsedPrompt(lines, int(limit.group(1)) if limit else None, user_text, cited_line)
 
 
+CITED_LINE_MARK = "then the ids of the source lines it rests on"  # prompts/summarize_part.md
 JUDGE_MARK = "Judge each numbered sentence"
 _JUDGED = re.compile(r"^Sentence (\d+): (.*?)\nEvidence:\n(.*?)(?=^Sentence \d+: |^Judge each)", re.S | re.M)
 
@@ -730,16 +735,19 @@ def create_app(state: SimState) -> Starlette:
             entry["kind"] = "judge"
             content = json.dumps(judge_reply(parsed.user_text))
         elif parsed.structured:
-            entry["kind"] = "structured"
+            entry["kind"] = "cited_line" if parsed.cited_line else "structured"
             rng = _rng(config, "content", key)
             sentences = add_faults(
                 write_summary(list(parsed.lines), parsed.max_sentences), list(parsed.lines), config, rng
             )
             entry["sentences"] = sentences
-            content = json.dumps(
-                {"sentences": [{"text": s["text"], "citations": s["citations"]} for s in sentences]},
-                ensure_ascii=False,
-            )
+            if parsed.cited_line:
+                content = " ".join(f"{s['text']} [{', '.join(s['citations'])}]" for s in sentences)
+            else:
+                content = json.dumps(
+                    {"sentences": [{"text": s["text"], "citations": s["citations"]} for s in sentences]},
+                    ensure_ascii=False,
+                )
         else:
             entry["kind"] = "plain"
             content = write_plain_summary(parsed.user_text)

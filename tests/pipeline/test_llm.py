@@ -360,3 +360,40 @@ async def test_probe_says_whether_the_model_server_answers(httpx_mock: HTTPXMock
     finally:
         await client.aclose()
     assert len(httpx_mock.get_requests()) == 2
+
+
+async def test_a_plain_text_answer_is_asked_without_a_response_format_and_re_asked_with_its_own_hint(
+    httpx_mock: HTTPXMock, llm_settings: Settings
+) -> None:
+    from service.pipeline.cited_line import ASK_AGAIN, parse_cited_line
+
+    assert llm_settings.structured_output == "json_schema"  # what a JSON call would send
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion("[s3]"))  # ids, but no sentence
+    httpx_mock.add_response(url=CHAT_URL, json=chat_completion("Putin met Lukashenko. [s3]"))
+    client = LLMClient(llm_settings)
+    try:
+        result = await client.complete(MESSAGES, parse=parse_cited_line, again=ASK_AGAIN)
+    finally:
+        await client.aclose()
+    assert result.data == {"sentences": [{"text": "Putin met Lukashenko.", "citations": ["s3"]}]}
+    assert result.reasks == 1
+    first, second = (json.loads(r.content) for r in httpx_mock.get_requests())
+    assert "response_format" not in first and "response_format" not in second
+    hint = second["messages"][-1]["content"]
+    assert "square brackets" in hint and ASK_AGAIN in hint and "JSON" not in hint
+
+
+async def test_a_plain_text_answer_that_stays_wrong_says_what_to_try_without_json_modes(
+    httpx_mock: HTTPXMock, llm_settings: Settings
+) -> None:
+    from service.pipeline.cited_line import ASK_AGAIN, parse_cited_line
+
+    for _ in range(llm_settings.llm_reask_attempts + 1):
+        httpx_mock.add_response(url=CHAT_URL, json=chat_completion("[s1, s2]"))
+    client = LLMClient(llm_settings)
+    try:
+        with pytest.raises(LLMBadOutput, match="CITESUM_MODEL") as caught:
+            await client.complete(MESSAGES, parse=parse_cited_line, again=ASK_AGAIN)
+    finally:
+        await client.aclose()
+    assert "CITESUM_STRUCTURED_OUTPUT" not in str(caught.value)

@@ -388,3 +388,21 @@ async def test_an_unusable_judge_leaves_the_embedded_verdicts_and_a_note(
     assert "judge could not be used" in caplog.text
     assert response.usage.prompt_tokens == 900 and response.usage.llm_calls == 1 + len(JUDGE_FAILURES[failure])
     assert len(httpx_mock.get_requests()) == 2 + len(JUDGE_FAILURES[failure])
+
+
+async def test_a_part_answered_without_ids_is_cited_by_the_verifier(httpx_mock: HTTPXMock, llm_settings: Settings) -> None:
+    """Parallel parts answer in a plain cited line; one that leaves the ids out is not refused."""
+
+    def first_line_without_ids(request: httpx.Request) -> httpx.Response:
+        user = json.loads(request.content)["messages"][1]["content"]
+        text = re.search(r"^\[s\d+\] (.+)$", user, re.M).group(1)
+        return httpx.Response(200, json=chat_completion(text))
+
+    httpx_mock.add_callback(first_line_without_ids, url=CHAT_URL, is_reusable=True)
+    settings = llm_settings.model_copy(update={"parallel_write_tokens": 300})
+    response = await run(settings, text=long_article(), max_sentences=3)
+    assert response.prompt_version == "summarize_part/v2" and response.chunks == 3
+    assert len(response.summary) == 3 and not response.dropped
+    for sentence in response.summary:
+        assert sentence.verdict == "supported"
+        assert [c.quote for c in sentence.citations] == [sentence.text]  # found by the verifier

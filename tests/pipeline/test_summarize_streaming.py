@@ -172,8 +172,9 @@ async def test_a_long_article_is_written_in_parallel_parts_streamed_in_article_o
     calls = sim.calls()
     assert comparable(streamed) == comparable(plain)
     parts = len(calls)  # one per sentence the extractive ranker picked (3 on this repetitive article)
-    assert streamed.prompt_version == "summarize_part/v1" and streamed.chunks == parts >= 3
+    assert streamed.prompt_version == "summarize_part/v2" and streamed.chunks == parts >= 3
     assert streamed.usage.llm_calls == parts and all(c["stream"] for c in calls)
+    assert all(c["kind"] == "cited_line" for c in calls)  # each part answered `sentence [ids]`, not JSON
     # One sentence per part, each citing ids of the whole article, read out in article order.
     starts = [s.citations[0].start for s in streamed.summary]
     assert len(streamed.summary) == parts and starts == sorted(starts)

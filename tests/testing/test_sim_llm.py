@@ -123,6 +123,22 @@ async def test_openai_client_gets_a_chat_completion_with_usage(sim):
     assert [m.id for m in models.data] == ["sim-llm"]
 
 
+def test_a_prompt_asking_for_a_cited_line_gets_one_not_json(sim):
+    from service.pipeline.cited_line import parse_cited_line
+    from service.pipeline.prompts import load_prompt
+
+    system = load_prompt("summarize_part").render(
+        title=None, max_sentences=1, sentences=[(f"s{i}", t) for i, t in enumerate(ARTICLE, 1)], part=1, parts=2
+    )[0]
+    messages = [system, structured_messages(ARTICLE, max_sentences=1)[1]]
+    content = post(sim, messages).json()["choices"][0]["message"]["content"]
+    assert re.fullmatch(r"[^\[\]{}]+ \[s\d+(, s\d+)*\]", content), content
+    [call] = sim.calls()
+    assert call["kind"] == "cited_line"
+    [sentence] = call["sentences"]
+    assert parse_cited_line(content) == {"sentences": [{"text": sentence["text"], "citations": sentence["citations"]}]}
+
+
 def test_plain_prompt_gets_a_plain_text_summary(sim):
     prompt = 'Write a concise summary of the following:\n\n\n"' + " ".join(ARTICLE) + '"\n\n\nCONCISE SUMMARY:'
     response = post(sim, [{"role": "user", "content": prompt}])
