@@ -171,6 +171,7 @@ class Analysis:
     future: frozenset[str]  # base forms 'will' governs ('will create' → create)
     bases: frozenset[str]  # base forms of the content words ('broke' → break, 'closing' → close)
     dates: frozenset[str]  # month and weekday names (an ambiguous 'may'/'march' only in a date context)
+    list_ordinals: frozenset[str]  # values of ordinals that only point back into a list ('the second is …')
 
     joined: str  # tokens joined by single spaces and padded, for contiguous-phrase search
 
@@ -356,6 +357,33 @@ def _dates(tokens: tuple[str, ...], names: set[str], lex: Lexicon) -> frozenset[
     return frozenset(found)
 
 
+# 'The first is …', 'The second, Francis I, was …': an ordinal standing for a noun at the start of a sentence
+# picks an item of a list the summary has just made ('two films'); its value is a place in that list, not a
+# fact. Once a sentence opens so, later clauses may go on ('…, and the second is …'). 'was the first to',
+# 'finished second', 'the second-largest', 'the second time' and a mid-sentence ', the second was X' are
+# not this form and stay numbers.
+_LIST_ORDINAL = re.compile(
+    r"(?P<at>^|[.;:]\s*|[,(]\s*|\b(?:and|but|while|whereas)\s+)the\s+(?P<word>first|second|third|fourth|fifth|"
+    r"sixth|seventh|eighth|ninth|tenth)(?:\s+one)?(?=\s*,|\s+(?:is|was|are|were)\b)",
+    re.IGNORECASE,
+)
+
+
+def _list_ordinals(normal: str, tokens: tuple[str, ...], lex: Lexicon) -> frozenset[str]:
+    """Values of the ordinals that point back into a list, unless the sentence also says the value otherwise."""
+    matches = list(_LIST_ORDINAL.finditer(normal.strip()))
+    if not any(m.group("at") == "" or m.group("at")[0] in ".;:" for m in matches):
+        return frozenset()
+    found = Counter(m.group("word").lower() for m in matches)
+    values = {f"{lex.number_words[word]:g}" for word in found}
+    # A value counts as said otherwise when another token gives it: a numeral, another number word, or
+    # the same ordinal more often than in the list form ('The second, X, was the second king of …').
+    said = {_number_value(t) for t in tokens if t[0].isdigit()}
+    said |= {f"{lex.number_words[t]:g}" for t, n in Counter(tokens).items()
+             if t in lex.number_words and n > found.get(t, 0)}
+    return frozenset(values - said)
+
+
 def _names(text: str, stopwords: frozenset[str]) -> set[str]:
     names: set[str] = set()
     # A capitalised word counts as a name unless it opens the sentence or follows an opening quote
@@ -466,4 +494,5 @@ def analyze(text: str) -> Analysis:
         future=future,
         bases=frozenset(base_form(t) for t, lm in zip(tokens, lemmas, strict=True) if lm in content),
         dates=_dates(tokens, names, lex),
+        list_ordinals=_list_ordinals(normal, tokens, lex) if numbers else frozenset(),
     )

@@ -291,7 +291,9 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
     novel_bigrams = len(claim.bigrams - source.bigrams) / len(claim.bigrams) if claim.bigrams else 0.0
 
     problems: list[str] = []
-    missing_numbers = sorted(claim.numbers - ev_numbers)
+    # An ordinal that picks an item of the claim's own list ('The second is …') states no number.
+    numbers = claim.numbers - claim.list_ordinals
+    missing_numbers = sorted(numbers - ev_numbers)
     for number in missing_numbers[:1]:
         problems.append(f"number {_as_written(claim, number)} not in evidence")
     names = claim_names(claim, source)
@@ -332,7 +334,7 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
         float(len(evidence)),
         math.log1p(n - len(found)),
         float(min(sum(1 for name in names if not _mentions(source.words, name)), 3)),
-        float(min(len(claim.numbers - source.numbers), 2)),
+        float(min(len(numbers - source.numbers), 2)),
         float(min(claim.repeated, 2)),
         float(meaning.modality is not None),
         float(meaning.bound is not None),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from service.verifier.analysis import analyze
 
 
@@ -46,3 +48,25 @@ def test_a_name_after_a_closing_quote_is_a_name() -> None:
     assert analyze("'The last thing is to pick up an injury in the gym,' Hall explained.").names == {"hall"}
     assert analyze('"It was a long season," Hall said.').names == {"hall"}
     assert analyze('He said: "Officers told me to stop."').names == frozenset()  # an opening quote still opens
+
+
+@pytest.mark.parametrize(
+    ("sentence", "list_ordinals"),
+    [
+        ("The first is a 2014 Tamil action film, and the second is a 2016 historical drama.", {"1", "2"}),
+        ("The second, Francis I, was King of France.", {"2"}),
+        ("The first one is a film by Siva.", {"1"}),
+        # a ranking or a count, not a place in a list: still numbers to find in the evidence
+        ("She was the first, and only, woman to win.", set()),
+        ("Smith finished second in the race.", set()),
+        ("Lagos is the second-largest city.", set()),
+        ("The second time, he won.", set()),
+        ("Hamilton won, the second was Vettel.", set()),  # mid-sentence: no list opened it
+        ("The second, Francis I, was the second king of that name.", set()),  # 'second' said again
+        ("The leaders held two calls; the second was on August 16.", set()),  # 'two' says 2 too
+    ],
+)
+def test_an_ordinal_opening_a_sentence_as_a_pronoun_points_into_a_list(sentence: str, list_ordinals: set[str]) -> None:
+    analysis = analyze(sentence)
+    assert analysis.list_ordinals == frozenset(list_ordinals)
+    assert analysis.list_ordinals <= analysis.numbers

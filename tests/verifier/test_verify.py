@@ -331,3 +331,37 @@ def test_the_introducing_sentence_lends_the_name_and_nothing_else(index: SourceI
     alone = verify_claim(claim, [cited], index)
     assert alone.verdict == "unsupported" and "not in evidence" in (alone.reason or "")
     assert verify_claim(claim, [cited, intro], index).verdict == "supported"
+
+
+FILMS = ("Veeram is a 2014 Indian Tamil action film directed by Siva and produced by Vijaya Productions. "
+         "Veeram is a 2016 Indian epic historical drama film written and directed by Jayaraj.")
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        "The first is a 2014 Indian Tamil action film directed by Siva and produced by Vijaya Productions.",
+        "The second is a 2016 Indian epic historical drama film written and directed by Jayaraj.",
+        "The second one is a 2016 Indian epic historical drama film written and directed by Jayaraj.",
+    ],
+)
+def test_an_ordinal_picking_an_item_of_the_summarys_list_needs_no_number_in_evidence(claim: str) -> None:
+    # A summary says "Veeram is the title of two films." and goes on "The first is …": the ordinal is a
+    # place in the summary's own list, which the source never numbers.
+    result = verify_claim(claim, [], SourceIndex(segment(FILMS)))
+    assert result.verdict == "supported", result
+
+
+@pytest.mark.parametrize(
+    ("source", "claim", "reason"),
+    [
+        ("Smith was the first woman to lead the studio.", "Smith was the second woman to lead the studio.",
+         "number 'second' not in evidence"),
+        ("Vettel finished second in Monaco.", "Vettel finished third in Monaco.", "number 'third' not in evidence"),
+        ("The studio made two films in 2016.", "The studio made three films in 2016.",
+         "number 'three' not in evidence"),
+    ],
+)
+def test_a_changed_count_or_ranking_is_still_caught(source: str, claim: str, reason: str) -> None:
+    result = verify_claim(claim, [], SourceIndex(segment(source)))
+    assert result.verdict == "unsupported" and result.reason == reason, result
