@@ -171,7 +171,7 @@ class Analysis:
     future: frozenset[str]  # base forms 'will' governs ('will create' → create)
     bases: frozenset[str]  # base forms of the content words ('broke' → break, 'closing' → close)
     dates: frozenset[str]  # month and weekday names (an ambiguous 'may'/'march' only in a date context)
-    list_ordinals: frozenset[str]  # values of ordinals that only point back into a list ('the second is …')
+    list_numbers: frozenset[str]  # values that only number the sentence's own list ('the second is …', 'two films: …')
 
     joined: str  # tokens joined by single spaces and padded, for contiguous-phrase search
 
@@ -367,21 +367,62 @@ _LIST_ORDINAL = re.compile(
     r"sixth|seventh|eighth|ninth|tenth)(?:\s+one)?(?=\s*,|\s+(?:is|was|are|were)\b)",
     re.IGNORECASE,
 )
+# 'two films: A and B', 'two actresses, A and B', 'two films: one is …, and the other …', 'A and B are two …':
+# the count sums up the pair the sentence itself names, and the evidence is asked for the pair, not for
+# the word 'two'. The pair is spelled out after a colon or comma that closes the count's noun phrase (at
+# most 8 words, brackets and quotations left out): one 'and' with no comma before it, one ', and' after
+# items that are not all short ('A, B, and C' is three), or 'one … the other'.
+_PAIR_COUNT = re.compile(r"\b(two|2)\b", re.IGNORECASE)
+_ASIDE = re.compile(r"\([^()]*\)|\"[^\"]*\"")
+_PAIR_HEAD = re.compile(r"(?:\s[^\s,:;.]+){1,8}?\s?[:,]\s(?P<items>.*)$")
+_PAIR_SUBJECT = re.compile(r"(?:^|[.;:]\s)(?P<items>[^,;:.]*?)\s(?:are|were)\s$", re.IGNORECASE)
+_APPOSITIVE = re.compile(r"(?:a|an|the|who|which|whose|now|aged|born|\d)\b", re.IGNORECASE)
+_NEXT_SENTENCE = re.compile(r"(?<=[a-z0-9])\.\s(?=[A-Z])")
 
 
-def _list_ordinals(normal: str, tokens: tuple[str, ...], lex: Lexicon) -> frozenset[str]:
-    """Values of the ordinals that point back into a list, unless the sentence also says the value otherwise."""
+def _is_pair(items: str) -> bool:
+    if re.match(r"one\b", items, re.IGNORECASE) and re.search(r"\b(?:the other|another)\b", items, re.IGNORECASE):
+        return True
+    if items.count(", and ") == 1:
+        # 'A, B, and C' is three; 'Anderson, a 27-year-old defender, and Keating' is two: a part after the
+        # first that opens like an aside (an article, a number, 'who') or runs long is said of the first.
+        later = items.split(", and ")[0].split(", ")[1:]
+        return not any(len(part.split()) <= 3 and not _APPOSITIVE.match(part) for part in later)
+    return ", and " not in items and items.count(" and ") == 1 and "," not in items.split(" and ")[0]
+
+
+def _pair_counts(normal: str) -> Counter[str]:
+    """The 'two' words (or '2's) that count a pair the sentence names itself."""
+    text = re.sub(r"\s+", " ", re.sub(r"\s+(?=[,:;.])", "", _ASIDE.sub("", normal))).strip()
+    found: Counter[str] = Counter()
+    for match in _PAIR_COUNT.finditer(text):
+        subject = _PAIR_SUBJECT.search(text[: match.start()])
+        head = _PAIR_HEAD.match(text[match.end() :])
+        if (subject and _is_pair(subject.group("items"))) or (
+            head and _is_pair(_NEXT_SENTENCE.split(head.group("items"))[0])
+        ):
+            found[match.group(1).lower()] += 1
+    return found
+
+
+def _list_numbers(normal: str, tokens: tuple[str, ...], lex: Lexicon) -> frozenset[str]:
+    """Values that only number the sentence's own list: unless the sentence also gives them another way."""
     matches = list(_LIST_ORDINAL.finditer(normal.strip()))
-    if not any(m.group("at") == "" or m.group("at")[0] in ".;:" for m in matches):
+    listed: Counter[str] = Counter()
+    if any(m.group("at") == "" or m.group("at")[0] in ".;:" for m in matches):
+        listed.update(m.group("word").lower() for m in matches)
+    listed.update(_pair_counts(normal))
+    if not listed:
         return frozenset()
-    found = Counter(m.group("word").lower() for m in matches)
-    values = {f"{lex.number_words[word]:g}" for word in found}
-    # A value counts as said otherwise when another token gives it: a numeral, another number word, or
-    # the same ordinal more often than in the list form ('The second, X, was the second king of …').
-    said = {_number_value(t) for t in tokens if t[0].isdigit()}
-    said |= {f"{lex.number_words[t]:g}" for t, n in Counter(tokens).items()
-             if t in lex.number_words and n > found.get(t, 0)}
-    return frozenset(values - said)
+
+    def value(token: str) -> str:
+        return _number_value(token) if token[0].isdigit() else f"{lex.number_words[token]:g}"
+
+    # A value is said another way when a token gives it more often than the list forms use it:
+    # a numeral, another number word, or the same word again ('The second, X, was the second king').
+    said = {value(t) for t, n in Counter(tokens).items()
+            if (t[0].isdigit() or t in lex.number_words) and n > listed.get(t, 0)}
+    return frozenset({value(word) for word in listed} - said)
 
 
 def _names(text: str, stopwords: frozenset[str]) -> set[str]:
@@ -494,5 +535,5 @@ def analyze(text: str) -> Analysis:
         future=future,
         bases=frozenset(base_form(t) for t, lm in zip(tokens, lemmas, strict=True) if lm in content),
         dates=_dates(tokens, names, lex),
-        list_ordinals=_list_ordinals(normal, tokens, lex) if numbers else frozenset(),
+        list_numbers=_list_numbers(normal, tokens, lex) if numbers else frozenset(),
     )

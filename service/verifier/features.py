@@ -291,8 +291,8 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
     novel_bigrams = len(claim.bigrams - source.bigrams) / len(claim.bigrams) if claim.bigrams else 0.0
 
     problems: list[str] = []
-    # An ordinal that picks an item of the claim's own list ('The second is …') states no number.
-    numbers = claim.numbers - claim.list_ordinals
+    # A number that only numbers the claim's own list ('The second is …', 'two films: A and B') states no fact.
+    numbers = claim.numbers - claim.list_numbers
     missing_numbers = sorted(numbers - ev_numbers)
     for number in missing_numbers[:1]:
         problems.append(f"number {_as_written(claim, number)} not in evidence")

@@ -51,7 +51,7 @@ def test_a_name_after_a_closing_quote_is_a_name() -> None:
 
 
 @pytest.mark.parametrize(
-    ("sentence", "list_ordinals"),
+    ("sentence", "list_numbers"),
     [
         ("The first is a 2014 Tamil action film, and the second is a 2016 historical drama.", {"1", "2"}),
         ("The second, Francis I, was King of France.", {"2"}),
@@ -66,7 +66,30 @@ def test_a_name_after_a_closing_quote_is_a_name() -> None:
         ("The leaders held two calls; the second was on August 16.", set()),  # 'two' says 2 too
     ],
 )
-def test_an_ordinal_opening_a_sentence_as_a_pronoun_points_into_a_list(sentence: str, list_ordinals: set[str]) -> None:
+def test_an_ordinal_opening_a_sentence_as_a_pronoun_points_into_a_list(sentence: str, list_numbers: set[str]) -> None:
     analysis = analyze(sentence)
-    assert analysis.list_ordinals == frozenset(list_ordinals)
-    assert analysis.list_ordinals <= analysis.numbers
+    assert analysis.list_numbers == frozenset(list_numbers)
+    assert analysis.list_numbers <= analysis.numbers
+
+
+@pytest.mark.parametrize(
+    ("sentence", "list_numbers"),
+    [
+        ("Two players have joined Torquay: Anderson, a 27-year-old defender, and Keating, a striker.", {"2"}),
+        ("The passage mentions two actresses, Sheryl Lee and Sheryl Lee Ralph.", {"2"}),
+        ('There are two films titled "Veeram": one is a 2014 action film, and the other is a 2016 drama.', {"2"}),
+        ("Sheryl Lee and Sheryl Lee Ralph are two separate individuals.", {"2"}),
+        ("two men , john smith and bob jones , were arrested .", {"2"}),  # tokenised text
+        # no pair spelled out, or not exactly two items: the count is a fact the evidence must hold
+        ("Two football transfers have been announced.", set()),
+        ("The two men were arrested and charged.", set()),
+        ("Three players have joined: Anderson and Keating.", set()),
+        ("Two players have joined: Anderson, Keating and Smith.", set()),
+        ("Two players have joined: Anderson, Keating, and Smith.", set()),
+        ("Two films: Veeram and Vedalam. The second runs 2 hours.", set()),  # '2' said again
+    ],
+)
+def test_a_count_of_two_that_sums_up_the_pair_the_sentence_names(sentence: str, list_numbers: set[str]) -> None:
+    analysis = analyze(sentence)
+    assert analysis.list_numbers == frozenset(list_numbers)
+    assert analysis.list_numbers <= analysis.numbers

@@ -343,11 +343,13 @@ FILMS = ("Veeram is a 2014 Indian Tamil action film directed by Siva and produce
         "The first is a 2014 Indian Tamil action film directed by Siva and produced by Vijaya Productions.",
         "The second is a 2016 Indian epic historical drama film written and directed by Jayaraj.",
         "The second one is a 2016 Indian epic historical drama film written and directed by Jayaraj.",
+        "There are two films titled Veeram: one is a 2014 Indian Tamil action film directed by Siva, and the other "
+        "is a 2016 Indian epic historical drama film directed by Jayaraj.",
     ],
 )
-def test_an_ordinal_picking_an_item_of_the_summarys_list_needs_no_number_in_evidence(claim: str) -> None:
-    # A summary says "Veeram is the title of two films." and goes on "The first is …": the ordinal is a
-    # place in the summary's own list, which the source never numbers.
+def test_a_number_that_only_numbers_the_summarys_own_list_needs_no_number_in_evidence(claim: str) -> None:
+    # "The first is …" after "Veeram is the title of two films.": the ordinal is a place in the summary's
+    # own list, and "two films: one …, the other …" counts the pair it names; the source numbers neither.
     result = verify_claim(claim, [], SourceIndex(segment(FILMS)))
     assert result.verdict == "supported", result
 
@@ -359,6 +361,9 @@ def test_an_ordinal_picking_an_item_of_the_summarys_list_needs_no_number_in_evid
          "number 'second' not in evidence"),
         ("Vettel finished second in Monaco.", "Vettel finished third in Monaco.", "number 'third' not in evidence"),
         ("The studio made two films in 2016.", "The studio made three films in 2016.",
+         "number 'three' not in evidence"),
+        ("Veeram is a 2014 film by Siva. Veeram is a 2016 film by Jayaraj.",
+         "There are three films titled Veeram: one is a 2014 film by Siva, and the other is a 2016 film by Jayaraj.",
          "number 'three' not in evidence"),
     ],
 )
