@@ -81,3 +81,41 @@ async def test_seed_article_through_the_api_against_the_real_model(local_server:
         for citation in sentence["citations"]:
             assert text[citation["start"] : citation["end"]] == citation["quote"]
     assert body["summary"] or body["dropped"]
+
+
+async def test_parallel_parts_answer_in_cited_lines_from_the_real_model(local_server: LocalServer) -> None:
+    # Parallel parts (lowered threshold: the short seed is cut into 3) ask for plain `sentence [ids]`
+    # lines with no response format: what a real model writes must come back cited and verified.
+    settings = Settings(
+        OPENAI_BASE_URL=local_server.base_url,
+        model=local_server.model,
+        context_window_tokens=4096,
+        completion_max_tokens=256,
+        parallel_write_tokens=300,
+        verify_judge_band=0,
+        llm_timeout_s=240,
+        llm_retry_deadline_s=300,
+        request_deadline_s=300,
+    )
+    llm = LLMClient(settings)
+    app = create_app(settings, llm=llm)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="http://citesum.test", timeout=330
+        ) as client:
+            response = await client.post(
+                "/v1/summaries", json={"text": ARTICLE.read_text(encoding="utf-8"), "max_sentences": 3}
+            )
+    finally:
+        await llm.aclose()
+
+    assert response.status_code == 200, response.text  # a line without ids is kept, not refused
+    body = response.json()
+    assert body["prompt_version"] == "summarize_part/v2" and body["chunks"] == 3
+    assert body["usage"]["llm_calls"] >= 3 and body["usage"]["completion_tokens"] > 0
+    assert body["summary"]
+    text = body["document"]["text"]
+    for sentence in body["summary"]:
+        assert sentence["verdict"] == "supported" and sentence["citations"]
+        for citation in sentence["citations"]:
+            assert text[citation["start"] : citation["end"]] == citation["quote"]
