@@ -376,7 +376,7 @@ _PAIR_COUNT = re.compile(r"\b(two|2)\b", re.IGNORECASE)
 _ASIDE = re.compile(r"\([^()]*\)|\"[^\"]*\"")
 _PAIR_HEAD = re.compile(r"(?:\s[^\s,:;.]+){1,8}?\s?[:,]\s(?P<items>.*)$")
 _PAIR_SUBJECT = re.compile(r"(?:^|[.;:]\s)(?P<items>[^,;:.]*?)\s(?:are|were)\s$", re.IGNORECASE)
-_APPOSITIVE = re.compile(r"(?:a|an|the|who|which|whose|now|aged|born|\d)\b", re.IGNORECASE)
+_APPOSITIVE = re.compile(r"(?:a|an|the|who|which|whose|now|aged|born|\d+)\b", re.IGNORECASE)
 _NEXT_SENTENCE = re.compile(r"(?<=[a-z0-9])\.\s(?=[A-Z])")
 
 

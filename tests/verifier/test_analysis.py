@@ -80,6 +80,7 @@ def test_an_ordinal_opening_a_sentence_as_a_pronoun_points_into_a_list(sentence:
         ('There are two films titled "Veeram": one is a 2014 action film, and the other is a 2016 drama.', {"2"}),
         ("Sheryl Lee and Sheryl Lee Ralph are two separate individuals.", {"2"}),
         ("two men , john smith and bob jones , were arrested .", {"2"}),  # tokenised text
+        ("Two players joined: centre-back Anderson, 27, who left Barrow, and striker Keating, 21.", {"2"}),
         # no pair spelled out, or not exactly two items: the count is a fact the evidence must hold
         ("Two football transfers have been announced.", set()),
         ("The two men were arrested and charged.", set()),
