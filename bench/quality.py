@@ -7,10 +7,11 @@ with a paired bootstrap interval for embedded minus Lead-3. The report also says
 embedded default picked exactly the first three sentences (it must beat Lead-3 without becoming it)
 and how many articles it refused.
 
-DATA is either a folder of XSum extract files (`*.data`, sections `[XSUM]INTRODUCTION[XSUM]`, the
-reference, and `[XSUM]RESTBODY[XSUM]`, the article) or a JSONL file with `article` and one of
-`highlights` / `summary` / `reference` (CNN/DailyMail as the Hugging Face dataset writes it). No
-data ships with the repository: docs/benchmarks.md says where to get it.
+DATA is a folder of XSum extract files (`*.data`, sections `[XSUM]INTRODUCTION[XSUM]`, the
+reference, and `[XSUM]RESTBODY[XSUM]`, the article), a JSONL file with `article` and one of
+`highlights` / `summary` / `reference` (CNN/DailyMail as the Hugging Face dataset writes it), or a
+CSV file with those columns (as Kaggle's copy of CNN/DailyMail has it). Several DATA are pooled into
+one table. No data ships with the repository: docs/benchmarks.md says where to get it.
 
 Articles are split in two by a hash of their id: `--part tune` for choosing the summarizer's
 constants, `--part report` (the default) for the numbers we publish, `--part all` for both.
@@ -21,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import hashlib
 import json
 import random
 import re
 import statistics
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +56,7 @@ class Example:
 
 
 def load(data: Path) -> list[Example]:
-    """Examples from a folder of XSum `*.data` files or a JSONL file, sorted by id."""
+    """Examples from a folder of XSum `*.data` files, a JSONL file or a CSV file, sorted by id."""
     examples: list[Example] = []
     if data.is_dir():
         for path in sorted(data.glob("*.data")):
@@ -62,15 +64,17 @@ def load(data: Path) -> list[Example]:
             sections = {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
             if sections.get("INTRODUCTION") and sections.get("RESTBODY"):
                 examples.append(Example(path.stem, sections["RESTBODY"], sections["INTRODUCTION"]))
-    else:
-        with data.open(encoding="utf-8") as rows:
-            for number, line in enumerate(rows):
-                if not line.strip():
-                    continue
-                row = json.loads(line)
-                reference = row.get("highlights") or row.get("summary") or row.get("reference")
-                if row.get("article") and reference:
-                    examples.append(Example(str(row.get("id", number)), row["article"], reference))
+        return sorted(examples, key=lambda e: e.id)
+    with data.open(encoding="utf-8", newline="") as handle:
+        if data.suffix.lower() == ".csv":
+            csv.field_size_limit(1 << 30)  # an article is one field, far past the default 128 kB
+            rows: Iterable[dict[str, Any]] = csv.DictReader(handle)
+        else:
+            rows = (json.loads(line) for line in handle if line.strip())
+        for number, row in enumerate(rows):
+            reference = row.get("highlights") or row.get("summary") or row.get("reference")
+            if row.get("article") and reference:
+                examples.append(Example(str(row.get("id") or number), row["article"], reference))
     return sorted(examples, key=lambda e: e.id)
 
 
@@ -183,19 +187,23 @@ def measure(examples: list[Example], systems: Sequence[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", type=Path, help="folder of XSum *.data files, or a JSONL file (article + highlights)")
+    parser.add_argument(
+        "data", type=Path, nargs="+", help="folders of XSum *.data files, or JSONL/CSV files (article + highlights)"
+    )
     parser.add_argument("--part", choices=("tune", "report", "all"), default="report")
     parser.add_argument("--limit", type=int, default=0, help="score at most this many articles (0: all)")
     parser.add_argument("--systems", default="textrank,lexrank", help="sumy baselines beside Lead-3")
     args = parser.parse_args(argv)
-    if not args.data.exists():
-        print(f"no such file or folder: {args.data} (docs/benchmarks.md says where to get the data)", file=sys.stderr)
+    if missing := [str(path) for path in args.data if not path.exists()]:
+        print(f"no such file or folder: {', '.join(missing)} (docs/benchmarks.md says where to get the data)",
+              file=sys.stderr)
         return 2
-    examples = [e for e in load(args.data) if args.part == "all" or part_of(e) == args.part]
+    loaded = [e for path in args.data for e in load(path)]
+    examples = [e for e in loaded if args.part == "all" or part_of(e) == args.part]
     if args.limit:
         examples = examples[: args.limit]
     if not examples:
-        print(f"no articles with a reference summary in {args.data}", file=sys.stderr)
+        print(f"no articles with a reference summary in {', '.join(map(str, args.data))}", file=sys.stderr)
         return 2
     result = measure(examples, [s.strip() for s in args.systems.split(",") if s.strip()])
     result["part"] = args.part
