@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
@@ -104,6 +105,8 @@ _TREEBANK = (("-LRB-", "("), ("-RRB-", ")"), ("-LSB-", "["), ("-RSB-", "]"), ("-
 
 
 def _normalise(text: str) -> str:
+    if not text.isascii():  # one spelling per letter: "Angoulême" with a combining accent is NFC's é
+        text = unicodedata.normalize("NFC", text)
     for token, mark in _TREEBANK:
         if token in text:
             text = text.replace(token, mark)
