@@ -113,7 +113,8 @@ async def test_parallel_parts_answer_in_cited_lines_from_the_real_model(local_se
     body = response.json()
     assert body["prompt_version"] == "summarize_part/v2" and body["chunks"] == 3
     assert body["usage"]["llm_calls"] >= 3 and body["usage"]["completion_tokens"] > 0
-    assert body["summary"]
+    assert body["summary"] or body["dropped"]  # what the verifier keeps depends on the model, not the format
+    assert all(s["text"].strip() for s in body["summary"] + body["dropped"])
     text = body["document"]["text"]
     for sentence in body["summary"]:
         assert sentence["verdict"] == "supported" and sentence["citations"]
