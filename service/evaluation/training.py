@@ -38,7 +38,7 @@ import math
 import random
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from service.evaluation.evaluate import (
@@ -50,7 +50,7 @@ from service.evaluation.evaluate import (
     source_index,
 )
 from service.verifier.analysis import analyze
-from service.verifier.features import FEATURE_NAMES, FEATURE_SIGNS, REGIME_ONLY, compare
+from service.verifier.features import FEATURE_NAMES, FEATURE_SIGNS, OVERLAP_TERM, REGIME_ONLY, compare
 from service.verifier.scoring import MODEL_PATH, Regime, VerifierModel
 from service.verifier.verify import candidate_evidence
 
@@ -86,6 +86,9 @@ SPAN_VETO = 3.0
 # extractive regime's flat optimum this keeps a faithful compression of one sentence supported by that
 # sentence (tests/pipeline/test_summarize.py) that the 0.635 argmax rejected.
 TIE = 0.002
+# Weights of plain word overlap added to the regressions' log-odds (features.OVERLAP_TERM), searched
+# with the thresholds on the same out-of-fold objective; 0 is the model without it.
+OVERLAP_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "factuality"
 
 
@@ -192,10 +195,10 @@ def _fit_free(
 
 def _model(coef: Sequence[float], bias: float, means: Sequence[float], scales: Sequence[float],
            threshold: float = 0.5, veto: Sequence[str] = (), abstractive: Regime | None = None,
-           cut: float = 1.0) -> VerifierModel:
+           cut: float = 1.0, overlap_weight: float = 0.0) -> VerifierModel:
     return VerifierModel(tuple(coef), bias, threshold, tuple(means), tuple(scales), frozenset(veto), dict(SEARCH),
                          abstractive=abstractive, regime_cut=cut, span_veto=SPAN_VETO if veto else 0.0,
-                         regime_feature=REGIME_FEATURE, regime_below=REGIME_BELOW)
+                         regime_feature=REGIME_FEATURE, regime_below=REGIME_BELOW, overlap_weight=overlap_weight)
 
 
 def _unit_score(model: VerifierModel, unit: Unit) -> float:
@@ -220,7 +223,7 @@ def _cell_weights(rows: Sequence[LabelledClaim]) -> list[float]:
 def _fit_regime(rows: Sequence[LabelledClaim], x: Sequence[tuple[float, ...]]) -> Regime:
     weights = _cell_weights(rows)
     coef, bias, means, scales = fit_logistic(x, [row.label for row in rows], weights, signs=FEATURE_SIGNS,
-                                             exclude=[FEATURE_NAMES.index(name) for name in sorted(REGIME_ONLY)])
+                                             exclude=[FEATURE_NAMES.index(name) for name in sorted(REGIME_ONLY | {OVERLAP_TERM})])
     return Regime(tuple(coef), bias, tuple(means), tuple(scales))
 
 
@@ -291,7 +294,7 @@ def _thresholds(
     sentences = []  # per row, per sentence: [(log-odds, abstractive?)] of its non-vetoed candidates
     for row_units, model in zip(units, models, strict=True):
         vetoing = _model(model.weights, model.bias, model.means, model.scales, 0.5, HARD_CHECKS, model.abstractive,
-                         model.regime_cut)
+                         model.regime_cut, model.overlap_weight)
         per = []
         for unit in row_units:
             per.append([(_logit(min(max(vetoing.score(v), 1e-12), 1 - 1e-12)), vetoing.is_abstractive(v))
@@ -331,7 +334,7 @@ def _shifted(model: VerifierModel, t_ext: float, t_abs: float, veto: Sequence[st
         abstractive = Regime(abstractive.weights, abstractive.bias - _logit(t_abs), abstractive.means,
                              abstractive.scales)
     return _model(model.weights, model.bias - _logit(t_ext), model.means, model.scales, 0.5, veto, abstractive,
-                  model.regime_cut)
+                  model.regime_cut, model.overlap_weight)
 
 
 def train_verifier_main(argv: list[str]) -> int:
@@ -351,7 +354,8 @@ def train_verifier_main(argv: list[str]) -> int:
     all_rows = list(sentence_rows) + list(summary_rows)
     all_units = list(sentence_units) + list(summary_units)
     owner = [fold_of[r.doc_id] for r in all_rows]
-    best: tuple[float, float, float, float] | None = None  # (objective, cut, t_extractive, t_abstractive)
+    # (objective, cut, overlap weight, t_extractive, t_abstractive), per grid point
+    tried: list[tuple[float, float, float, float, float]] = []
     oof_by_cut: dict[float, list[VerifierModel]] = {}
     for cut in REGIME_CUTS:
         oof_models = []
@@ -359,19 +363,21 @@ def train_verifier_main(argv: list[str]) -> int:
             keep = [i for i, r in enumerate(sentence_rows) if fold_of[r.doc_id] != fold]
             oof_models.append(train([sentence_rows[i] for i in keep], [sentence_units[i] for i in keep], cut))
         oof_by_cut[cut] = oof_models
-        value, t_ext, t_abs = _thresholds(all_rows, all_units, [oof_models[o] for o in owner])
-        print(f"regime cut {cut:.2f}: mean out-of-fold balanced accuracy {value:.4f} "
-              f"(thresholds {t_ext:.3f} / {t_abs:.3f})", file=sys.stderr)
-        if best is None or value > best[0] + 1e-9:
-            best = (value, cut, t_ext, t_abs)
-    assert best is not None
-    _, cut, t_ext, t_abs = best
+        for weight in OVERLAP_WEIGHTS:
+            weighted = [replace(m, overlap_weight=weight) for m in oof_models]
+            value, t_ext, t_abs = _thresholds(all_rows, all_units, [weighted[o] for o in owner])
+            print(f"regime cut {cut:.2f}, overlap weight {weight:.1f}: mean out-of-fold balanced accuracy "
+                  f"{value:.4f} (thresholds {t_ext:.3f} / {t_abs:.3f})", file=sys.stderr)
+            tried.append((value, cut, weight, t_ext, t_abs))
+    # The first grid point (smallest cut, then smallest weight) within TIE of the best objective.
+    top = max(t[0] for t in tried)
+    _, cut, weight, t_ext, t_abs = next(t for t in tried if t[0] >= top - TIE)
     veto = HARD_CHECKS
-    oof_shipped = [_shifted(m, t_ext, t_abs, veto) for m in oof_by_cut[cut]]
+    oof_shipped = [_shifted(replace(m, overlap_weight=weight), t_ext, t_abs, veto) for m in oof_by_cut[cut]]
     oof_scores = [min(_unit_score(oof_shipped[owner[i]], u) for u in units) for i, units in enumerate(all_units)]
     oof = _metrics(all_rows, oof_scores, 0.5)
 
-    final = train(sentence_rows, sentence_units, cut)
+    final = replace(train(sentence_rows, sentence_units, cut), overlap_weight=weight)
     shipped = _shifted(final, t_ext, t_abs, veto)
     shipped = VerifierModel(
         shipped.weights, shipped.bias, 0.5, shipped.means, shipped.scales, shipped.veto, dict(SEARCH),
@@ -383,15 +389,16 @@ def train_verifier_main(argv: list[str]) -> int:
             "folds": FOLDS,
             "l2": L2,
             "regime_cut": cut,
+            "overlap_weight": weight,
             "chosen_thresholds_before_shift": {"extractive": t_ext, "abstractive": t_abs},
             "grouped_cv_out_of_fold": oof,
         },
         abstractive=shipped.abstractive, regime_cut=cut, regime_feature=shipped.regime_feature,
-        regime_below=shipped.regime_below, span_veto=shipped.span_veto,
+        regime_below=shipped.regime_below, span_veto=shipped.span_veto, overlap_weight=weight,
     )
     threshold = 0.5
     args.out.write_text(json.dumps(shipped.to_json(), indent=1) + "\n", encoding="utf-8")
-    print(f"regime cut {cut}, thresholds {t_ext:.3f} / {t_abs:.3f} (shifted to {threshold}), veto {list(veto)}; "
+    print(f"regime cut {cut}, overlap weight {weight}, thresholds {t_ext:.3f} / {t_abs:.3f} (shifted to {threshold}), veto {list(veto)}; "
           f"grouped {FOLDS}-fold CV, out-of-fold:")
     for name, r in oof.items():
         print(f"  {name:<26} n={r['n']:<5} balanced_accuracy={r['balanced_accuracy']:.3f} auc={r['auc']:.3f}")

@@ -7,10 +7,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.verifier.analysis import Analysis, is_dictionary_word, lemma_free, lexicon
+from service.verifier.analysis import Analysis, analyze, is_dictionary_word, lemma_free, lexicon
 from service.verifier.meaning import check_meaning
 
-__all__ = ["FEATURE_NAMES", "FEATURE_SIGNS", "REGIME_ONLY", "Comparison", "SourceVocabulary", "compare"]
+__all__ = ["FEATURE_NAMES", "FEATURE_SIGNS", "OVERLAP_TERM", "REGIME_ONLY", "Comparison", "SourceVocabulary", "compare"]
 
 # Order matters: the shipped weights in service/data/verifier.json are listed by these names.
 FEATURE_NAMES: tuple[str, ...] = (
@@ -37,11 +37,19 @@ FEATURE_NAMES: tuple[str, ...] = (
     "date_mismatch",  # a month or weekday the evidence does not name
     "unsupported_span",  # longest run of claim content words the evidence lacks (capped at 4)
     "novel_bigrams",  # share of the claim's word pairs found nowhere in the source: how abstractive it is
+    "source_best_recall",  # share of the claim's content lemmas in the one source sentence holding the most
 )
 
 # Features that only pick the scoring regime (extractive or abstractive claim) and carry no weight:
 # how abstractive a claim is says which calibration applies, not whether the claim is supported.
 REGIME_ONLY: frozenset[str] = frozenset({"novel_bigrams"})
+
+# Plain word overlap with the source (the best share of the claim's content words in any one source
+# sentence) is added to each regression's log-odds with one weight chosen by the training objective,
+# not fitted inside the regressions: fitted there, on every FRANK row, it gets no weight in the
+# extractive regression (the XSum rows, where overlap says little, outweigh it), yet it orders
+# CNN/DM-style and LLM-written sentences better than the regression alone (docs/verifier.md).
+OVERLAP_TERM = "source_best_recall"
 
 # The direction each weight may take when trained (+1: more of it never lowers the score; -1: never
 # raises it; 0: free). Keeps the learned model monotone in what a reader would expect.
@@ -70,6 +78,7 @@ FEATURE_SIGNS: tuple[int, ...] = tuple(
         "date_mismatch": -1,
         "unsupported_span": -1,
         "novel_bigrams": -1,
+        "source_best_recall": 1,
     }[name]
     for name in FEATURE_NAMES
 )
@@ -84,6 +93,7 @@ class SourceVocabulary:
     numbers: frozenset[str]
     proper: frozenset[str]  # words only ever capitalised mid-sentence here: names
     bigrams: frozenset[tuple[str, str]] = frozenset()  # adjacent lemma pairs of every sentence
+    sentence_content: tuple[frozenset[str], ...] = ()  # each sentence's content lemmas
 
     @classmethod
     def of(cls, analyses: Sequence[Analysis]) -> SourceVocabulary:
@@ -104,7 +114,7 @@ class SourceVocabulary:
             words.update(lemma_free(t) for t in a.tokens if t.endswith("'s"))
             numbers |= a.numbers
         return cls(frozenset(content), frozenset(words), frozenset(numbers), frozenset(capitalised - lower),
-                   frozenset(bigrams))
+                   frozenset(bigrams), tuple(frozenset(a.content) for a in analyses))
 
 
 @dataclass(frozen=True)
@@ -264,6 +274,31 @@ def _negation_flip(claim: Analysis, evidence: Sequence[Analysis]) -> str | None:
     return None
 
 
+# Where a sentence fused from several is joined: a semicolon, colon or dash, or a comma before a word
+# that opens a clause.
+_CLAUSE_BREAK = re.compile(
+    r"[;:\u2014\u2013]|\s--\s|,\s+(?=(?:and|but|while|which|who|whereas|after|before|as|with|where|when)\b)",
+    re.IGNORECASE,
+)
+
+
+def clause_overlap(claim: Analysis, source: SourceVocabulary) -> float:
+    """Plain word overlap, clause by clause: for each clause of the claim, the best share of its content
+    words (names aside) found in any one source sentence; the lowest over the clauses.
+
+    A faithful sentence fused from two ("X held two calls; the second …") keeps each clause inside one
+    source sentence, where a spliced one ("Defoe scored twice for Sunderland against Sunderland") mixes
+    words of several inside one clause. Names are left to the name check (a full name may be completed
+    from the sentence that introduced it).
+    """
+    skip = claim.names | source.proper
+    clauses = [set(analyze(part).content) - skip for part in _CLAUSE_BREAK.split(claim.text)]
+    scored = [c for c in clauses if len(c) >= 2] or [c for c in clauses if c]
+    if not scored:
+        return 1.0
+    return min(max((len(c & s) / len(c) for s in source.sentence_content), default=0.0) for c in scored)
+
+
 def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabulary) -> Comparison:
     """Compare a claim with its evidence sentences, and with the `source` vocabulary as a whole."""
     ev_content: set[str] = set()
@@ -342,5 +377,6 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
         float(meaning.date is not None),
         float(min(meaning.span, 4)),
         novel_bigrams,
+        clause_overlap(claim, source),
     )
     return Comparison(values=values, problems=tuple(problems))

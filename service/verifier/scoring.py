@@ -10,7 +10,7 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
-from service.verifier.features import FEATURE_NAMES
+from service.verifier.features import FEATURE_NAMES, OVERLAP_TERM
 
 __all__ = ["Regime", "VerifierModel", "load_model"]
 
@@ -18,6 +18,7 @@ MODEL_FILE = "data/verifier.json"
 MODEL_PATH = Path(__file__).parent / MODEL_FILE
 _LONGEST_RUN = FEATURE_NAMES.index("longest_run")
 _SPAN = FEATURE_NAMES.index("unsupported_span")
+_OVERLAP = FEATURE_NAMES.index(OVERLAP_TERM)
 # A claim 'copies its evidence' when at least this share of its tokens is one verbatim run of it.
 SPAN_VETO_COPIED = 0.35
 
@@ -69,6 +70,7 @@ class VerifierModel:
     regime_feature: str = "novel_in_source"
     regime_below: bool = False  # True: abstractive when the feature is below the cut (e.g. longest_run)
     span_veto: float = 0.0  # in a claim that copies its evidence, this many unsupported content words in a row veto (0: off)
+    overlap_weight: float = 0.0  # added to either regression's log-odds × the claim's word overlap with the source
 
     @cached_property
     def extractive(self) -> Regime:
@@ -89,7 +91,7 @@ class VerifierModel:
     def probability(self, values: Sequence[float]) -> float:
         """The model's probability that the claim is supported, before vetoes."""
         regime = self.abstractive if self.abstractive is not None and self.is_abstractive(values) else self.extractive
-        z = regime.logit(values)
+        z = regime.logit(values) + self.overlap_weight * values[_OVERLAP]
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
     def vetoed(self, values: Sequence[float]) -> bool:
@@ -127,6 +129,7 @@ class VerifierModel:
             "regime_below": self.regime_below,
             "regime_cut": self.regime_cut,
             "span_veto": self.span_veto,
+            "overlap_weight": self.overlap_weight,
             "abstractive": self.abstractive.to_json() if self.abstractive is not None else None,
             "info": self.info,
         }
@@ -150,6 +153,7 @@ def model_from_json(raw: dict[str, Any]) -> VerifierModel:
         regime_feature=str(raw.get("regime_feature", "novel_in_source")),
         regime_below=bool(raw.get("regime_below", False)),
         span_veto=float(raw.get("span_veto", 0.0)),
+        overlap_weight=float(raw.get("overlap_weight", 0.0)),
     )
 
 
