@@ -1,11 +1,18 @@
-"""Features: the claim-level abstractiveness measure that picks the scoring regime."""
+"""Features: the claim-level abstractiveness measure that picks the scoring regime, and clause-by-clause overlap."""
 
 from __future__ import annotations
 
 import pytest
 
 from service.verifier.analysis import analyze
-from service.verifier.features import FEATURE_NAMES, REGIME_ONLY, SourceVocabulary, compare
+from service.verifier.features import (
+    FEATURE_NAMES,
+    OVERLAP_TERM,
+    REGIME_ONLY,
+    SourceVocabulary,
+    clause_overlap,
+    compare,
+)
 from service.verifier.scoring import load_model
 
 SOURCE = [
@@ -39,3 +46,31 @@ def test_the_regime_measure_carries_no_weight_and_splits_copied_from_reworded_cl
     reworded = list(copied)
     reworded[FEATURE_NAMES.index("novel_bigrams")] = 0.9
     assert not model.is_abstractive(copied) and model.is_abstractive(reworded)
+
+
+def overlap(claim: str) -> float:
+    return clause_overlap(analyze(claim), SourceVocabulary.of([analyze(s) for s in SOURCE]))
+
+
+@pytest.mark.parametrize(
+    ("claim", "expected"),
+    [
+        # copied, and a sentence fused from both source sentences clause by clause: every clause is in one sentence
+        ("The city council voted to close the old bridge for repairs.", 1.0),
+        ("The council voted to close the old bridge; engineers had found cracks in its steel supports.", 1.0),
+        ("The council voted to close the old bridge, after engineers found cracks in its steel supports.", 1.0),
+        # spliced: one clause mixing both sentences ("council" and "bridge" from one, "found cracks" from the other)
+        ("The council found cracks in the old bridge.", 0.6),
+        # words the source lacks
+        ("The mayor praised the new tram line.", 0.0),
+    ],
+)
+def test_clause_overlap_takes_each_clause_from_one_source_sentence(claim: str, expected: float) -> None:
+    assert overlap(claim) == pytest.approx(expected)
+
+
+def test_clause_overlap_leaves_names_to_the_name_check() -> None:
+    # 'Mayor Jane Smith' is in no source sentence: the name check rejects it, the overlap does not count it.
+    assert overlap("The council voted on Tuesday, Mayor Jane Smith said, to close the old bridge.") == 1.0
+    assert overlap("The council voted on Tuesday, the mayor said, to close the old bridge.") == pytest.approx(5 / 6)
+    assert OVERLAP_TERM in FEATURE_NAMES and OVERLAP_TERM == "source_best_recall"

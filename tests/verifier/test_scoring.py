@@ -1,6 +1,9 @@
-"""Scoring: the two-regime switch, the copied-claim span veto, and the JSON round trip."""
+"""Scoring: the two-regime switch, the word-overlap term, the copied-claim span veto, and the JSON round trip."""
 
 from __future__ import annotations
+
+import math
+from dataclasses import replace
 
 import pytest
 
@@ -39,8 +42,22 @@ def test_an_invented_span_vetoes_only_a_claim_that_copies_its_evidence(run: floa
     assert two_regimes().vetoed(values(recall=1.0, longest_run=run, unsupported_span=span)) is vetoed
 
 
+def test_the_overlap_term_adds_its_weight_times_the_overlap_to_either_regression() -> None:
+    model = replace(two_regimes(), overlap_weight=2.0)
+    plain = two_regimes()
+    for v in (values(recall=0.5, longest_run=0.9), values(recall=0.5, longest_run=0.1)):
+        low = dict(zip(FEATURE_NAMES, v, strict=True)) | {"source_best_recall": 0.25}
+        high = low | {"source_best_recall": 1.0}
+        for regime_values in (low, high):
+            row = [regime_values[n] for n in FEATURE_NAMES]
+            expected = plain.probability(row)
+            z = math.log(expected / (1 - expected)) + 2.0 * regime_values["source_best_recall"]
+            assert model.probability(row) == pytest.approx(1 / (1 + math.exp(-z)))
+        assert model.probability([high[n] for n in FEATURE_NAMES]) > model.probability([low[n] for n in FEATURE_NAMES])
+
+
 def test_json_round_trip_keeps_both_regimes() -> None:
-    model = two_regimes()
+    model = replace(two_regimes(), overlap_weight=1.5)
     again = model_from_json(model.to_json())
     v = values(recall=0.7, longest_run=0.2)
     assert again.to_json() == model.to_json() and again.score(v) == model.score(v)
