@@ -37,7 +37,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "date_mismatch",  # a month or weekday the evidence does not name
     "unsupported_span",  # longest run of claim content words the evidence lacks (capped at 4)
     "novel_bigrams",  # share of the claim's word pairs found nowhere in the source: how abstractive it is
-    "source_best_recall",  # share of the claim's content lemmas in the one source sentence holding the most
+    "source_best_recall",  # word overlap with the source, clause by clause, names aside (clause_overlap)
 )
 
 # Features that only pick the scoring regime (extractive or abstractive claim) and carry no weight:

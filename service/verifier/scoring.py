@@ -54,7 +54,9 @@ class VerifierModel:
     Two regimes: a claim whose content words are mostly in the source ('extractive', the main
     weights) and one with more than `regime_cut` of them new to the source ('abstractive', the
     `abstractive` regression), each fitted and thresholded on its own; both biases are shifted so
-    that one threshold reads for both.
+    that one threshold reads for both. Either regression's log-odds gets `overlap_weight` × the
+    claim's clause-by-clause word overlap with the source (features.OVERLAP_TERM), a term chosen by
+    the training objective rather than fitted inside the regressions.
     """
 
     weights: tuple[float, ...]
