@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from service.verifier.analysis import Analysis, analyze, is_dictionary_word, lemma_free, lexicon
 from service.verifier.meaning import check_meaning
@@ -94,6 +94,9 @@ class SourceVocabulary:
     proper: frozenset[str]  # words only ever capitalised mid-sentence here: names
     bigrams: frozenset[tuple[str, str]] = frozenset()  # adjacent lemma pairs of every sentence
     sentence_content: tuple[frozenset[str], ...] = ()  # each sentence's content lemmas
+    # clause_overlap by claim text: the value is the claim's, not its evidence's, so it is worked out
+    # against every source sentence once per claim, not once per evidence set the search scores.
+    clause_overlaps: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, analyses: Sequence[Analysis]) -> SourceVocabulary:
@@ -291,12 +294,18 @@ def clause_overlap(claim: Analysis, source: SourceVocabulary) -> float:
     words of several inside one clause. Names are left to the name check (a full name may be completed
     from the sentence that introduced it).
     """
+    known = source.clause_overlaps.get(claim.text)
+    if known is not None:
+        return known
     skip = claim.names | source.proper
     clauses = [set(analyze(part).content) - skip for part in _CLAUSE_BREAK.split(claim.text)]
     scored = [c for c in clauses if len(c) >= 2] or [c for c in clauses if c]
-    if not scored:
-        return 1.0
-    return min(max((len(c & s) / len(c) for s in source.sentence_content), default=0.0) for c in scored)
+    value = (
+        min(max((len(c & s) / len(c) for s in source.sentence_content), default=0.0) for c in scored)
+        if scored else 1.0
+    )
+    source.clause_overlaps[claim.text] = value
+    return value
 
 
 def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabulary) -> Comparison:
