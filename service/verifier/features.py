@@ -37,7 +37,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "date_mismatch",  # a month or weekday the evidence does not name
     "unsupported_span",  # longest run of claim content words the evidence lacks (capped at 4)
     "novel_bigrams",  # share of the claim's word pairs found nowhere in the source: how abstractive it is
-    "source_best_recall",  # word overlap with the source, clause by clause, names aside (clause_overlap)
+    "clause_overlap",  # word overlap with the source, clause by clause, names aside
 )
 
 # Features that only pick the scoring regime (extractive or abstractive claim) and carry no weight:
@@ -49,7 +49,7 @@ REGIME_ONLY: frozenset[str] = frozenset({"novel_bigrams"})
 # not fitted inside the regressions: fitted there, on every FRANK row, it gets no weight in the
 # extractive regression (the XSum rows, where overlap says little, outweigh it), yet it orders
 # CNN/DM-style and LLM-written sentences better than the regression alone (docs/verifier.md).
-OVERLAP_TERM = "source_best_recall"
+OVERLAP_TERM = "clause_overlap"
 
 # The direction each weight may take when trained (+1: more of it never lowers the score; -1: never
 # raises it; 0: free). Keeps the learned model monotone in what a reader would expect.
@@ -78,7 +78,7 @@ FEATURE_SIGNS: tuple[int, ...] = tuple(
         "date_mismatch": -1,
         "unsupported_span": -1,
         "novel_bigrams": -1,
-        "source_best_recall": 1,
+        "clause_overlap": 1,
     }[name]
     for name in FEATURE_NAMES
 )

@@ -73,4 +73,4 @@ def test_clause_overlap_leaves_names_to_the_name_check() -> None:
     # 'Mayor Jane Smith' is in no source sentence: the name check rejects it, the overlap does not count it.
     assert overlap("The council voted on Tuesday, Mayor Jane Smith said, to close the old bridge.") == 1.0
     assert overlap("The council voted on Tuesday, the mayor said, to close the old bridge.") == pytest.approx(5 / 6)
-    assert OVERLAP_TERM in FEATURE_NAMES and OVERLAP_TERM == "source_best_recall"
+    assert OVERLAP_TERM in FEATURE_NAMES and OVERLAP_TERM == "clause_overlap"

@@ -46,12 +46,12 @@ def test_the_overlap_term_adds_its_weight_times_the_overlap_to_either_regression
     model = replace(two_regimes(), overlap_weight=2.0)
     plain = two_regimes()
     for v in (values(recall=0.5, longest_run=0.9), values(recall=0.5, longest_run=0.1)):
-        low = dict(zip(FEATURE_NAMES, v, strict=True)) | {"source_best_recall": 0.25}
-        high = low | {"source_best_recall": 1.0}
+        low = dict(zip(FEATURE_NAMES, v, strict=True)) | {"clause_overlap": 0.25}
+        high = low | {"clause_overlap": 1.0}
         for regime_values in (low, high):
             row = [regime_values[n] for n in FEATURE_NAMES]
             expected = plain.probability(row)
-            z = math.log(expected / (1 - expected)) + 2.0 * regime_values["source_best_recall"]
+            z = math.log(expected / (1 - expected)) + 2.0 * regime_values["clause_overlap"]
             assert model.probability(row) == pytest.approx(1 / (1 + math.exp(-z)))
         assert model.probability([high[n] for n in FEATURE_NAMES]) > model.probability([low[n] for n in FEATURE_NAMES])
 
