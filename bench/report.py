@@ -22,6 +22,9 @@ TARGETS: dict[str, tuple[str, str, Any]] = {
     "clean_kept": ("faults", "≥ 0.95", lambda v: v >= 0.95),
     "meaning_recall": ("meaning_faults", "≥ 0.85", lambda v: v >= 0.85),
     "meaning_clean_kept": ("meaning_faults", "≥ 0.95", lambda v: v >= 0.95),
+    # The same faults with no citation: the verifier searches the whole source for evidence.
+    "meaning_recall_uncited": ("meaning_faults", "≥ 0.85", lambda v: v >= 0.85),
+    "meaning_clean_kept_uncited": ("meaning_faults", "≥ 0.95", lambda v: v >= 0.95),
     "cache_hit_llm_calls": ("cache_hit", "= 0", lambda v: v == 0),
     "peak_rss_mb": ("throughput", "(reported)", None),
     # Streaming (issue 15), at 300 ms + 20 ms/1k + 10 ms per output token.
@@ -243,11 +246,19 @@ def markdown(result: dict[str, Any]) -> str:
         ]
         for name, v in sorted(s["human_labels_out_of_fold"].items()):
             lines.append(_row(name, v["n"], v["balanced_accuracy"], v["auc"]))
-        lines += ["", _row("sentence kind", "caught / kept", "missed / dropped", "recall"), _row(*["---"] * 4)]
+        uncited = s.get("outcomes_uncited", {})
+        lines += ["", "Cited: verified against the sentence the fault was made from. Uncited: no citation, the "
+                  "verifier searches the whole source (as `eval-verifier` does, and as a failed citation does).",
+                  "", _row("sentence kind", "cited: caught / kept", "missed / dropped", "recall",
+                           "uncited: caught / kept", "missed / dropped", "recall"), _row(*["---"] * 7)]
         for kind, v in sorted(s["outcomes"].items()):
-            good = v.get("kept", 0) if kind.startswith("clean") else v.get("caught", 0)
-            bad = v.get("dropped", 0) if kind.startswith("clean") else v.get("missed", 0)
-            lines.append(_row(kind, good, bad, s["recall_by_kind"].get(kind, "")))
+            row: list[Any] = [kind]
+            for counts, recalls in ((v, s["recall_by_kind"]), (uncited.get(kind, {}),
+                                                              s.get("recall_by_kind_uncited", {}))):
+                good = counts.get("kept", 0) if kind.startswith("clean") else counts.get("caught", 0)
+                bad = counts.get("dropped", 0) if kind.startswith("clean") else counts.get("missed", 0)
+                row += [good, bad, recalls.get(kind, "")]
+            lines.append(_row(*row))
         if s.get("examples_missed_or_dropped"):
             lines += ["", "Missed / dropped (first few per kind):", ""]
             lines += [f"- {e['kind']} {e['outcome']} ({e['reason']}): {e['text']}" for e in s["examples_missed_or_dropped"]]

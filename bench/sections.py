@@ -563,8 +563,10 @@ def _lowercase_name_fault(sentence: str, names: list[str], rng: random.Random) -
 
 async def meaning_faults(bench: Bench) -> dict[str, Any]:
     """Meaning changes (antonym, hedge, bound, unit, date, invented clause, lower-cased name) made by the
-    TEST generator of bench/meaning_faults.py on article sentences, each verified against the sentence
-    it came from; and the human-label numbers the shipped weights were chosen by, first."""
+    TEST generator of bench/meaning_faults.py on article sentences, each verified twice: cited to the
+    sentence it came from, and uncited (the verifier searches the whole source, as it does when a
+    citation fails and as `eval-verifier` does); and the human-label numbers the shipped weights were
+    chosen by, first."""
     if reason := dev_data_missing():
         return {"skipped": reason}
     from bench.meaning_faults import TEST, make_faults
@@ -574,6 +576,7 @@ async def meaning_faults(bench: Bench) -> dict[str, Any]:
 
     human = load_model().info.get("grouped_cv_out_of_fold", {})
     outcomes: dict[str, dict[str, int]] = {}
+    uncited: dict[str, dict[str, int]] = {}
     examples: list[dict[str, str]] = []
 
     def record(kind: str, outcome: str, text: str, reason: str | None) -> None:
@@ -581,6 +584,13 @@ async def meaning_faults(bench: Bench) -> dict[str, Any]:
         outcomes[kind][outcome] += 1
         if outcome in ("missed", "dropped") and sum(e["kind"] == kind for e in examples) < 2:
             examples.append({"kind": kind, "outcome": outcome, "text": text[:200], "reason": reason or ""})
+
+    def record_uncited(kind: str, text: str, index: SourceIndex) -> None:
+        supported = verify_claim(text, [], index).verdict == "supported"
+        outcome = ("kept" if supported else "dropped") if kind.startswith("clean") else (
+            "missed" if supported else "caught")
+        uncited.setdefault(kind, {}).setdefault(outcome, 0)
+        uncited[kind][outcome] += 1
 
     for number, article in enumerate(fault_articles(bench.n(30, 100))):
         rng = random.Random(f"meaning-{number}")
@@ -591,6 +601,7 @@ async def meaning_faults(bench: Bench) -> dict[str, Any]:
                 continue
             clean = verify_claim(sentence.text, [sentence.id], index)
             record("clean", "kept" if clean.verdict == "supported" else "dropped", sentence.text, clean.reason)
+            record_uncited("clean", sentence.text, index)
             faults = make_faults(sentence.text, TEST, rng)
             lowered = _lowercase_name_fault(sentence.text, names, rng)
             if lowered is not None:
@@ -598,21 +609,35 @@ async def meaning_faults(bench: Bench) -> dict[str, Any]:
                 kept = verify_claim(sentence.text.lower(), [sentence.id], index)
                 record("clean_lowercase", "kept" if kept.verdict == "supported" else "dropped", sentence.text,
                        kept.reason)
+                record_uncited("clean_lowercase", sentence.text.lower(), index)
             for kind, text in faults.items():
                 result = verify_claim(text, [sentence.id], index)
                 record(kind, "caught" if result.verdict == "unsupported" else "missed", text, result.reason)
-    faulted = {k: v for k, v in outcomes.items() if not k.startswith("clean")}
-    caught = sum(v.get("caught", 0) for v in faulted.values())
-    missed = sum(v.get("missed", 0) for v in faulted.values())
-    clean = outcomes.get("clean", {})
+                record_uncited(kind, text, index)
+
+    def recall(counts: dict[str, dict[str, int]]) -> tuple[dict[str, float], float, float]:
+        faulted = {k: v for k, v in counts.items() if not k.startswith("clean")}
+        caught = sum(v.get("caught", 0) for v in faulted.values())
+        missed = sum(v.get("missed", 0) for v in faulted.values())
+        clean = counts.get("clean", {})
+        by_kind = {k: round(v.get("caught", 0) / max(1, v.get("caught", 0) + v.get("missed", 0)), 3)
+                   for k, v in sorted(faulted.items())}
+        return (by_kind, round(caught / max(1, caught + missed), 4),
+                round(clean.get("kept", 0) / max(1, clean.get("kept", 0) + clean.get("dropped", 0)), 4))
+
+    by_kind, overall, kept = recall(outcomes)
+    by_kind_uncited, overall_uncited, kept_uncited = recall(uncited)
     return {
         "human_labels_out_of_fold": human,
         "generator": TEST.name,
         "outcomes": outcomes,
-        "recall_by_kind": {k: round(v.get("caught", 0) / max(1, v.get("caught", 0) + v.get("missed", 0)), 3)
-                           for k, v in sorted(faulted.items())},
-        "meaning_recall": round(caught / max(1, caught + missed), 4),
-        "meaning_clean_kept": round(clean.get("kept", 0) / max(1, clean.get("kept", 0) + clean.get("dropped", 0)), 4),
+        "recall_by_kind": by_kind,
+        "meaning_recall": overall,
+        "meaning_clean_kept": kept,
+        "outcomes_uncited": uncited,
+        "recall_by_kind_uncited": by_kind_uncited,
+        "meaning_recall_uncited": overall_uncited,
+        "meaning_clean_kept_uncited": kept_uncited,
         "examples_missed_or_dropped": examples,
     }
 

@@ -3,7 +3,8 @@
 Only FRANK (MIT) is read: QAGS and FaithBench are evaluation-only (see docs/verifier.md).
 
 Procedure (fixed, no random state except the fold seed):
-1. Every FRANK sentence claim is analysed against the candidate evidence sets the verifier would search.
+1. Every FRANK sentence claim is analysed against the candidate evidence sets the verifier would search
+   (less those that only evade a contradiction of the claim's anchor sentence: verify.evades).
 2. Regimes: a claim with more than REGIME_CUTS (0.2) of its lemma bigrams absent from the whole source
    is 'abstractive', the rest 'extractive' (one calibration cannot serve both: FRANK-CNN/DM's near-
    extractive claims want a strict threshold, FRANK-XSum's abstractive ones a lenient one; see
@@ -55,7 +56,7 @@ from service.evaluation.evaluate import (
 from service.verifier.analysis import analyze
 from service.verifier.features import FEATURE_NAMES, FEATURE_SIGNS, OVERLAP_TERM, REGIME_ONLY, compare
 from service.verifier.scoring import MODEL_PATH, Regime, VerifierModel
-from service.verifier.verify import candidate_evidence
+from service.verifier.verify import candidate_evidence, evades
 
 __all__ = ["fit_logistic", "train_verifier_main"]
 
@@ -112,6 +113,8 @@ def units_of(row: LabelledClaim) -> list[Unit]:
         claim = analyze(text)
         sets = candidate_evidence(claim, index, **SEARCH)
         vectors = tuple(compare(claim, [index.analyses[p] for p in s], index.vocabulary).values for s in sets)
+        # The verifier never scores a candidate that evades its anchor's contradiction (verify.evades).
+        vectors = vectors[:1] + tuple(v for v in vectors[1:] if not evades(vectors[0], v, SPAN_VETO))
         units.append(Unit(vectors or (compare(claim, [], index.vocabulary).values,)))
     return units
 

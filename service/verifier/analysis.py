@@ -16,6 +16,9 @@ from service.core.memo import short_key_cache, sized_cache
 
 __all__ = ["Analysis", "Lexicon", "Quantity", "analyze", "base_form", "lemma", "lexicon"]
 
+# Negation cues that negate only the verb after 'to' ('failed to win'); see analyze.
+_NEGATES_BEFORE_TO = frozenset({"fail", "failed", "fails", "refuse", "refused", "refuses", "unable"})
+
 
 @dataclass(frozen=True)
 class Lexicon:
@@ -484,7 +487,13 @@ def analyze(text: str) -> Analysis:
     hedged: set[str] = set()
 
     def is_cue(k: int) -> bool:
-        return tokens[k] in lex.negation_cues or lemmas[k] in lex.negation_cues
+        if not (tokens[k] in lex.negation_cues or lemmas[k] in lex.negation_cues):
+            return False
+        # 'failed to win', 'refused to pay' negate; 'failed in its bid', 'refused the offer' say nothing
+        # of the next word. 'Out of nowhere' is an idiom, not a negation.
+        if tokens[k] in _NEGATES_BEFORE_TO or lemmas[k] in _NEGATES_BEFORE_TO:
+            return k + 1 < len(tokens) and tokens[k + 1] == "to"
+        return not (tokens[k] == "nowhere" and k > 0 and tokens[k - 1] in ("of", "from"))
 
     for i, tok in enumerate(tokens):
         weak = tok in lex.weak_negation_cues

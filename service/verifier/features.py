@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from service.verifier.analysis import Analysis, analyze, is_dictionary_word, lemma_free, lexicon
-from service.verifier.meaning import check_meaning
+from service.verifier.meaning import check_meaning, found_in_place
 
 __all__ = ["FEATURE_NAMES", "FEATURE_SIGNS", "OVERLAP_TERM", "REGIME_ONLY", "Comparison", "SourceVocabulary", "compare"]
 
@@ -207,6 +207,38 @@ def swapped_name_parts(claim: Analysis, evidence: Sequence[Analysis], ev_words: 
             and not t.endswith(("ed", "ing"))]
 
 
+# A claim 'copies' a sentence when at least this share of its tokens is one verbatim run of it (the span
+# veto's test too: scoring.SPAN_VETO_COPIED).
+COPIES = 0.35
+
+
+def names_out_of_place(claim: Analysis, evidence: Sequence[Analysis], names: Iterable[str]) -> set[str]:
+    """In a claim that copies its anchor (the evidence sentence holding the most of the claim), the names
+    the anchor lacks that another evidence sentence uses only elsewhere, beside none of the words the
+    claim has beside them: 'alec vaughan has expressed his interest …', made from 'Alec Stewart has
+    expressed …', must not pass because a neighbour says 'Michael Vaughan … is the early favourite'.
+
+    Only for claims with no capitals (compare): in cased LLM summaries a name is often taken from a
+    far sentence without its neighbours ('Lucca, Italy', a subject the anchor calls 'he'), and applied
+    to them this rejected 10 faithful FaithBench sentences and no unfaithful one.
+    """
+    anchor = max(evidence, key=lambda s: len(claim.content & s.content))
+    if _longest_run(claim, [anchor]) < COPIES:
+        return set()
+    anchor_words = set(anchor.tokens) | set(anchor.lemmas)
+    others = [s for s in evidence if s is not anchor]
+    lowered = [lemma_free(t) for t in claim.tokens]
+    out = set()
+    for name in names:
+        if _mentions(anchor_words, name):
+            continue
+        forms = (name, name + "'s")
+        places = [i for i, t in enumerate(lowered) if t == name]
+        if places and not any(found_in_place(claim, i, forms, others) for i in places):
+            out.add(name)
+    return out
+
+
 def claim_names(claim: Analysis, source: SourceVocabulary) -> frozenset[str]:
     """Names in the claim, capitalised or not.
 
@@ -346,6 +378,8 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
     if claim.lowercased:
         absent.update(name for name in title_names(claim) if not _mentions(ev_words, name))
         absent.update(swapped_name_parts(claim, evidence, ev_words))
+    if claim.lowercased and len(evidence) > 1:
+        absent.update(names_out_of_place(claim, evidence, names - absent))
     # Report names in the order the claim uses them ("Yekaterina Schulmann" → Yekaterina first).
     missing_names = (
         list(dict.fromkeys(lemma_free(t) for t in claim.tokens if lemma_free(t) in absent)) if absent else []

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from service.verifier.analysis import Analysis, lemma_free, lexicon
 
-__all__ = ["MeaningChecks", "check_meaning"]
+__all__ = ["MeaningChecks", "check_meaning", "found_in_place"]
 
 # Function words that carry a direction; they are stopwords, so the content-word antonym check skips them.
 # ('over', 'under', 'above', 'below' are left to the bound check: 'under control' is no number.)
@@ -57,8 +57,73 @@ def _context(analysis: Analysis, at: int, width: int = 4) -> set[str]:
     return {analysis.lemmas[k] for k in range(lo, hi) if k != at and analysis.lemmas[k] in analysis.content}
 
 
-def _antonym(claim: Analysis, evidence: Sequence[Analysis], ev_forms: set[str]) -> str | None:
-    """A claim word whose antonym the evidence uses in the same place (sharing a neighbouring word)."""
+def _forms(sentence: Analysis) -> set[str]:
+    """Every form a sentence's words can be matched by: tokens, lemmas, possessive stems, verb bases."""
+    forms = set(sentence.tokens) | set(sentence.lemmas)
+    forms.update(t[:-2] for t in sentence.tokens if t.endswith("'s"))  # "United's" holds "united"
+    verbs = lexicon().verb_forms
+    forms.update(verbs[t] for t in verbs.keys() & set(sentence.tokens))
+    return forms
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """The evidence as the checks read it: the anchor (the sentence that says the most of what the
+    claim says) and its forms, and the forms of each other sentence.
+
+    A word of the claim counts as found when the anchor has it, or when another sentence has it in
+    the same place (beside a word the claim has beside it). A word another sentence uses elsewhere
+    does not lend support: "Almagro surprised Nadal … Nishikori lost last year's event" with 'won'
+    changed to 'lost' must not pass because "the Majorca native lost to Djokovic" two sentences on.
+    With one evidence sentence this is the plain membership test.
+    """
+
+    anchor: Analysis | None
+    anchor_forms: set[str]
+    others: tuple[tuple[Analysis, set[str]], ...]
+
+    def has(self, claim: Analysis, at: int, forms: Sequence[str]) -> bool:
+        """True when the claim word at `at` (matched by any of `forms`) is found, as above."""
+        if any(f in self.anchor_forms for f in forms):
+            return True
+        around: set[str] | None = None
+        for sentence, sentence_forms in self.others:
+            if not any(f in sentence_forms for f in forms):
+                continue
+            around = _context(claim, at) if around is None else around
+            if _found_beside(sentence, forms, around):
+                return True
+        return False
+
+
+def _found_beside(sentence: Analysis, forms: Sequence[str], around: set[str]) -> bool:
+    """True when `sentence` uses one of `forms` next to (within the context width of) a word of `around`."""
+    verbs = lexicon().verb_forms
+    for j, (t, lm) in enumerate(zip(sentence.tokens, sentence.lemmas, strict=True)):
+        if (t in forms or lm in forms or verbs.get(t) in forms or lemma_free(t) in forms) and around & _context(
+                sentence, j):
+            return True
+    return False
+
+
+def found_in_place(claim: Analysis, at: int, forms: Sequence[str], sentences: Sequence[Analysis]) -> bool:
+    """True when one of `sentences` uses one of `forms` beside a word the claim has beside position `at`."""
+    around = _context(claim, at)
+    return bool(around) and any(_found_beside(s, forms, around) for s in sentences)
+
+
+def _evidence(claim: Analysis, evidence: Sequence[Analysis]) -> _Evidence:
+    anchor = _aligned(claim, evidence)
+    return _Evidence(
+        anchor,
+        _forms(anchor) if anchor is not None else set(),
+        tuple((s, _forms(s)) for s in evidence if s is not anchor),
+    )
+
+
+def _antonym(claim: Analysis, evidence: Sequence[Analysis], ev_forms: set[str], found: _Evidence) -> str | None:
+    """A claim word whose antonym the evidence uses in the same place (sharing a neighbouring word),
+    where the evidence does not also use the word itself (in the anchor, or in the same place)."""
     lex = lexicon()
     antonyms, verbs, numbers = lex.antonyms, lex.verb_forms, lex.number_words
     claim_forms = set(claim.lemmas) | set(claim.tokens) | {verbs[t] for t in claim.tokens if t in verbs}
@@ -70,7 +135,7 @@ def _antonym(claim: Analysis, evidence: Sequence[Analysis], ev_forms: set[str]) 
         if token in _NEGATABLE_QUANTITIES and lex.negation_cues & set(claim.tokens[max(0, i - 3) : i]):
             continue  # 'does not have much to gain' says 'little to gain'; 'not many' says 'few'
         forms = (token, lemma, verbs.get(token, lemma))
-        if any(form in ev_forms for form in forms):
+        if found.has(claim, i, forms):
             continue
         others = {o for form in forms for o in antonyms.get(form, ()) if o in ev_forms and o not in claim_forms}
         if not others:
@@ -126,14 +191,15 @@ def _date(claim: Analysis, ev_tokens: set[str]) -> str | None:
     return f"date '{missing[0].title()}' not in evidence" if missing else None
 
 
-def _span(claim: Analysis, ev_forms: set[str]) -> tuple[int, str | None]:
-    """Longest run of claim content words (stopwords between them allowed) that the evidence lacks."""
+def _span(claim: Analysis, found: _Evidence) -> tuple[int, str | None]:
+    """Longest run of claim content words (stopwords between them allowed) that the evidence lacks
+    (a word of a sentence other than the anchor counts only in the same place: `_Evidence`)."""
     best: list[int] = []
     run: list[int] = []
     for i, (token, lemma) in enumerate(zip(claim.tokens, claim.lemmas, strict=True)):
         if lemma not in claim.content:
             continue
-        if token in ev_forms or lemma in ev_forms or lemma_free(token) in ev_forms:
+        if found.has(claim, i, (token, lemma, lemma_free(token))):
             run = []
             continue
         run.append(i)
@@ -156,9 +222,10 @@ def check_meaning(claim: Analysis, evidence: Sequence[Analysis]) -> MeaningCheck
     ev_forms.update(t[:-2] for t in ev_tokens if t.endswith("'s"))  # "United's" holds "united"
     verbs = lexicon().verb_forms
     ev_forms.update(verbs[t] for t in verbs.keys() & ev_tokens)
-    span, span_text = _span(claim, ev_forms)
+    found = _evidence(claim, evidence)
+    span, span_text = _span(claim, found)
     return MeaningChecks(
-        antonym=_antonym(claim, evidence, ev_forms),
+        antonym=_antonym(claim, evidence, ev_forms, found),
         modality=_modality(claim, _aligned(claim, evidence)),
         bound=_bound(claim, evidence),
         unit=_unit(claim, evidence),

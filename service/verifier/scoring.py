@@ -10,7 +10,7 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
-from service.verifier.features import FEATURE_NAMES, OVERLAP_TERM
+from service.verifier.features import COPIES, FEATURE_NAMES, OVERLAP_TERM
 
 __all__ = ["Regime", "VerifierModel", "load_model"]
 
@@ -20,7 +20,7 @@ _LONGEST_RUN = FEATURE_NAMES.index("longest_run")
 _SPAN = FEATURE_NAMES.index("unsupported_span")
 _OVERLAP = FEATURE_NAMES.index(OVERLAP_TERM)
 # A claim 'copies its evidence' when at least this share of its tokens is one verbatim run of it.
-SPAN_VETO_COPIED = 0.35
+SPAN_VETO_COPIED = COPIES
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,14 @@ from service.core.schema import Sentence
 from service.verifier.analysis import Analysis, analyze, lemma_free, lexicon
 from service.verifier.features import FEATURE_NAMES, Comparison, SourceVocabulary, compare
 from service.verifier.nli import NliScorer, configured_scorer
-from service.verifier.scoring import VerifierModel, load_model
+from service.verifier.scoring import SPAN_VETO_COPIED, VerifierModel, load_model
 
-__all__ = ["DEFAULT_THRESHOLD", "SourceIndex", "Verification", "verify_claim", "warm_up"]
+__all__ = ["DEFAULT_THRESHOLD", "SourceIndex", "Verification", "evades", "verify_claim", "warm_up"]
 
 DEFAULT_THRESHOLD: float = load_model().threshold
 _RECALL = FEATURE_NAMES.index("recall")
+_SPAN = FEATURE_NAMES.index("unsupported_span")
+_LONGEST_RUN = FEATURE_NAMES.index("longest_run")
 
 
 def warm_up() -> None:
@@ -164,13 +166,46 @@ def _search(claim: Analysis, index: SourceIndex, model: VerifierModel, limit: fl
     """Best-scoring evidence set in the whole source, or None when no sentence shares a word; a set scoring
     below `limit` (the threshold the verdict uses) is also tried with the names it lacks completed."""
     best: _Scored | None = None
+    anchor: _Scored | None = None
     for positions in candidate_evidence(claim, index, **model.search):
         scored = _score(claim, positions, index, model)
         if scored.score < limit:
             scored = _with_introductions(claim, scored, index, model) or scored
+        if anchor is None:
+            anchor = scored
+        elif evades(anchor.comparison.values, scored.comparison.values, model.span_veto):
+            continue
         if best is None or scored.score > best.score:
             best = scored
     return best
+
+
+# Checks that say the anchor contradicts the claim rather than lacks part of it: no evidence that
+# holds less of the claim can cure them (`evades`). Absences (a name, number or date the anchor lacks)
+# are left out: a faithful claim may take them from a far sentence ("Storey, 37, aims for a 17th title").
+# So is the negation check, whose cues ('failed', 'nowhere') catch faithful rewordings too often
+# to be trusted this far (docs/verifier.md has the measurements).
+CONTRADICTIONS = ("antonym_flip", "modality_shift", "bound_flip", "unit_mismatch")
+_CONTRADICTIONS = tuple(FEATURE_NAMES.index(n) for n in CONTRADICTIONS)
+
+
+def evades(anchor: Sequence[float], found: Sequence[float], span_veto: float) -> bool:
+    """True when evidence with feature values `found` would pass only by holding less of the claim than
+    the anchor (values `anchor`) does, where the anchor contradicts the claim or shows it adds a clause.
+
+    The search's first candidate is the sentence that holds the most of the claim: its anchor, the
+    sentence the claim was most likely made from. When it contradicts the claim ("won" where it says
+    "lost", a dropped hedge, a flipped bound, a changed unit) or the claim copies it and adds a run of
+    `span_veto` words it lacks (an invented clause), and it holds at least RELATED_RECALL of the claim,
+    evidence that holds no more of the claim than the anchor is no better support: it only lies too far
+    from the claim for the check to fire. This is `_launders`' rule for a model's own citation, with the
+    anchor as the citation. Evidence that holds more (the anchor plus the sentence a fused claim took its
+    second half from) is still tried. `train-verifier` drops the same candidates (training.units_of).
+    """
+    invented = 0 < span_veto <= anchor[_SPAN] and anchor[_LONGEST_RUN] >= SPAN_VETO_COPIED
+    if not (invented or any(anchor[i] > 0 for i in _CONTRADICTIONS)):
+        return False
+    return anchor[_RECALL] >= RELATED_RECALL and found[_RECALL] <= anchor[_RECALL]
 
 
 def _reason(scored: _Scored | None, claim: Analysis, index: SourceIndex, cited_unrelated: bool) -> str:

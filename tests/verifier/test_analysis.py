@@ -34,6 +34,22 @@ def test_no_longer_negates_the_verb_after_it() -> None:
     assert analyze("I must hand out sausage rolls.").negated == frozenset()
 
 
+@pytest.mark.parametrize(
+    ("text", "negated"),
+    [
+        ("Eugene failed to win the bid.", {"win"}),
+        ("Eugene failed in its bid to host the 2019 event.", set()),  # says nothing of 'bid'
+        ("She refused to pay the fine.", {"pay"}),
+        ("He refused the offer.", set()),
+        ("He was unable to attend the hearing.", {"attend"}),
+        ("The tremor came out of nowhere and was described as shallow.", set()),  # an idiom
+        ("The money was nowhere to be found.", {"find"}),
+    ],
+)
+def test_verbs_of_failing_negate_only_before_to(text: str, negated: set[str]) -> None:
+    assert analyze(text).negated == frozenset(negated)
+
+
 def test_stacked_cues_negate_one_word_twice() -> None:
     # "would not have been without": the "not" reaches the word "without" negates, a double negative.
     stacked = analyze("City would not have been without that century.")

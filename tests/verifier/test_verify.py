@@ -370,3 +370,96 @@ def test_a_number_that_only_numbers_the_summarys_own_list_needs_no_number_in_evi
 def test_a_changed_count_or_ranking_is_still_caught(source: str, claim: str, reason: str) -> None:
     result = verify_claim(claim, [], SourceIndex(segment(source)))
     assert result.verdict == "unsupported" and result.reason == reason, result
+
+
+# A match report: the claims below are changed copies of its sentences, verified with no citation, so
+# the verifier searches the whole source (as eval-verifier does, and as a failed citation does).
+TENNIS = (
+    "Rafael Nadal beat Nicolas Almagro 6-3 6-1 in Barcelona on Wednesday. "
+    "The pair met in the 2013 final, when Nadal won his eighth title. "
+    "Officials held a meeting about the schedule of the tournament. "
+    "Last week the Majorca native lost to Novak Djokovic in the semi-finals in Monte Carlo. "
+    "He could face David Ferrer in the quarter-finals."
+)
+
+
+@pytest.mark.parametrize(
+    ("claim", "reason"),
+    [
+        # 'won' is in the 2013 sentence, in another place: it must not hide the flip, nor may that sentence
+        # (which holds less of the claim) stand in for the one the claim was made from.
+        ("Last week the Majorca native won to Novak Djokovic in the semi-finals in Monte Carlo.",
+         "'won' contradicts 'lost' in evidence"),
+        # 'meeting' is in the officials' sentence, in another place: the invented clause stays whole.
+        ("Rafael Nadal beat Nicolas Almagro 6-3 6-1 in Barcelona on Wednesday after a secret meeting with "
+         "foreign bankers.", "phrase 'secret meeting with foreign bankers' not in evidence"),
+        ("He will face David Ferrer in the quarter-finals.", "evidence hedges 'face' ('could')"),
+    ],
+)
+def test_an_uncited_fault_is_judged_against_the_sentence_it_was_made_from(claim: str, reason: str) -> None:
+    result = verify_claim(claim, [], SourceIndex(segment(TENNIS)))
+    assert result.verdict == "unsupported" and result.reason is not None and result.reason.startswith(reason), result
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        "Last week the Majorca native lost to Novak Djokovic in the semi-finals in Monte Carlo.",
+        # fused from two sentences: the second half's words are in place in their own sentence
+        "Nadal beat Almagro 6-3 6-1 in Barcelona on Wednesday, and officials held a meeting about the schedule.",
+        "Nadal lost to Djokovic in Monte Carlo last week, and he won his eighth title in the 2013 final.",
+    ],
+)
+def test_an_uncited_faithful_claim_is_still_supported(claim: str) -> None:
+    result = verify_claim(claim, [], SourceIndex(segment(TENNIS)))
+    assert result.verdict == "supported", result
+
+
+def test_evades_only_guards_a_contradicting_anchor_that_holds_the_claim() -> None:
+    from service.verifier.features import FEATURE_NAMES
+    from service.verifier.verify import evades
+
+    def values(**named: float) -> list[float]:
+        out = [0.0] * len(FEATURE_NAMES)
+        for name, value in named.items():
+            out[FEATURE_NAMES.index(name)] = value
+        return out
+
+    flipped = values(recall=0.9, antonym_flip=1.0)
+    assert evades(flipped, values(recall=0.6), 3.0)
+    assert evades(flipped, values(recall=0.9), 3.0)
+    assert not evades(flipped, values(recall=1.0), 3.0)  # holds more of the claim: still tried
+    assert not evades(values(recall=0.4, antonym_flip=1.0), values(recall=0.3), 3.0)  # anchor unrelated
+    assert not evades(values(recall=0.9, missing_numbers=1.0), values(recall=0.5), 3.0)  # an absence, not a contradiction
+    invented = values(recall=0.8, unsupported_span=4.0, longest_run=0.6)
+    assert evades(invented, values(recall=0.5), 3.0)
+    assert not evades(invented, values(recall=0.5), 0.0)  # span veto off
+    assert not evades(values(recall=0.8, unsupported_span=4.0, longest_run=0.2), values(recall=0.5), 3.0)
+
+
+
+CRICKET = (
+    "Alec Stewart has expressed his interest in becoming the new Director of England Cricket. "
+    "Stewart, who played in a record 133 Tests for England, has not yet been approached by the ECB. "
+    "Michael Vaughan, the former England captain, is the early favourite for the post."
+)
+
+
+def test_a_lower_case_name_swap_is_not_rescued_by_the_name_elsewhere_in_a_neighbour() -> None:
+    # 'Vaughan' is in the third sentence, in another place: it must not stand in for 'Stewart'.
+    result = verify_claim("alec vaughan has expressed his interest in becoming the new director of england cricket.",
+                          [], SourceIndex(segment(CRICKET)))
+    assert result.verdict == "unsupported" and result.reason == "name 'Vaughan' not in evidence", result
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        "alec stewart has expressed his interest in becoming the new director of england cricket, but michael "
+        "vaughan is the early favourite for the post.",
+        "alec stewart has expressed his interest in the post, for which michael vaughan is the early favourite.",
+    ],
+)
+def test_a_lower_case_claim_fused_from_two_sentences_keeps_its_names(claim: str) -> None:
+    result = verify_claim(claim, [], SourceIndex(segment(CRICKET)))
+    assert result.verdict == "supported", result
