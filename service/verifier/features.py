@@ -212,9 +212,9 @@ def swapped_name_parts(claim: Analysis, evidence: Sequence[Analysis], ev_words: 
 COPIES = 0.35
 
 
-def names_out_of_place(claim: Analysis, evidence: Sequence[Analysis], names: Iterable[str]) -> set[str]:
-    """In a claim that copies its anchor (the evidence sentence holding the most of the claim), the names
-    the anchor lacks that another evidence sentence uses only elsewhere, beside none of the words the
+def names_out_of_place(claim: Analysis, anchor: Analysis, others: Sequence[Analysis], names: Iterable[str]) -> set[str]:
+    """For a claim that copies its anchor (the evidence sentence holding the most of the claim), the names
+    the anchor lacks that the `others` evidence sentences use only elsewhere, beside none of the words the
     claim has beside them: 'alec vaughan has expressed his interest …', made from 'Alec Stewart has
     expressed …', must not pass because a neighbour says 'Michael Vaughan … is the early favourite'.
 
@@ -222,11 +222,7 @@ def names_out_of_place(claim: Analysis, evidence: Sequence[Analysis], names: Ite
     far sentence without its neighbours ('Lucca, Italy', a subject the anchor calls 'he'), and applied
     to them this rejected 10 faithful FaithBench sentences and no unfaithful one.
     """
-    anchor = max(evidence, key=lambda s: len(claim.content & s.content))
-    if _longest_run(claim, [anchor]) < COPIES:
-        return set()
     anchor_words = set(anchor.tokens) | set(anchor.lemmas)
-    others = [s for s in evidence if s is not anchor]
     lowered = [lemma_free(t) for t in claim.tokens]
     out = set()
     for name in names:
@@ -378,8 +374,13 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
     if claim.lowercased:
         absent.update(name for name in title_names(claim) if not _mentions(ev_words, name))
         absent.update(swapped_name_parts(claim, evidence, ev_words))
-    if claim.lowercased and len(evidence) > 1:
-        absent.update(names_out_of_place(claim, evidence, names - absent))
+    # The anchor: the evidence sentence that holds the most of the claim (meaning._aligned's choice).
+    anchor = max(evidence, key=lambda s: len(claim.content & s.content), default=None)
+    longest_run = _longest_run(claim, evidence)
+    near_copy = (anchor is not None and len(evidence) > 1 and longest_run >= COPIES
+                 and _longest_run(claim, [anchor]) >= COPIES)
+    if claim.lowercased and near_copy and anchor is not None:
+        absent.update(names_out_of_place(claim, anchor, [s for s in evidence if s is not anchor], names - absent))
     # Report names in the order the claim uses them ("Yekaterina Schulmann" → Yekaterina first).
     missing_names = (
         list(dict.fromkeys(lemma_free(t) for t in claim.tokens if lemma_free(t) in absent)) if absent else []
@@ -393,7 +394,7 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
     flip = _negation_flip(claim, evidence)
     if flip is not None:
         problems.append(f"negation differs from evidence: '{flip}'")
-    meaning = check_meaning(claim, evidence)
+    meaning = check_meaning(claim, evidence, near_copy)
     problems.extend(meaning.problems())
 
     values = (
@@ -401,7 +402,7 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
         weighted,
         bigram_recall,
         best_sentence,
-        _longest_run(claim, evidence),
+        longest_run,
         novel,
         float(min(len(missing_numbers), 2)),
         float(min(len(missing_names), 3)),

@@ -183,12 +183,24 @@ def _unit(claim: Analysis, evidence: Sequence[Analysis]) -> str | None:
     return None
 
 
-def _date(claim: Analysis, ev_tokens: set[str]) -> str | None:
+def _date(claim: Analysis, ev_tokens: set[str], found: _Evidence, near_copy: bool) -> str | None:
+    """A month or weekday the evidence does not name; in a claim that copies its anchor sentence, also
+    one the anchor lacks that no other evidence sentence names in the same place ('on Thursday' made
+    from the anchor's 'on Wednesday' is not rescued by a neighbour's 'Thursday's match')."""
     if not claim.dates:
         return None
     ev_dates = {_DATE_ABBREVIATIONS.get(t, t) for t in (lemma_free(t) for t in ev_tokens)}
     missing = sorted(claim.dates - ev_dates)
+    if not missing and near_copy and found.anchor is not None:
+        anchor_dates = {_DATE_ABBREVIATIONS.get(t, t) for t in (lemma_free(t) for t in found.anchor.tokens)}
+        others = [sentence for sentence, _ in found.others]
+        lowered = [_DATE_ABBREVIATIONS.get(t, t) for t in (lemma_free(t) for t in claim.tokens)]
+        for date in sorted(claim.dates - anchor_dates):
+            places = [i for i, t in enumerate(lowered) if t == date]
+            if places and not any(found_in_place(claim, i, (date, date + "'s"), others) for i in places):
+                missing.append(date)
     return f"date '{missing[0].title()}' not in evidence" if missing else None
+
 
 
 def _span(claim: Analysis, found: _Evidence) -> tuple[int, str | None]:
@@ -211,8 +223,9 @@ def _span(claim: Analysis, found: _Evidence) -> tuple[int, str | None]:
     return len(best), f"phrase '{phrase}' not in evidence"
 
 
-def check_meaning(claim: Analysis, evidence: Sequence[Analysis]) -> MeaningChecks:
-    """Run every meaning check of the claim against its evidence sentences."""
+def check_meaning(claim: Analysis, evidence: Sequence[Analysis], near_copy: bool = False) -> MeaningChecks:
+    """Run every meaning check of the claim against its evidence sentences (`near_copy`: the claim
+    copies its anchor sentence, a verbatim run of at least features.COPIES of its tokens)."""
     ev_tokens: set[str] = set()
     ev_forms: set[str] = set()
     for sentence in evidence:
@@ -229,7 +242,7 @@ def check_meaning(claim: Analysis, evidence: Sequence[Analysis]) -> MeaningCheck
         modality=_modality(claim, _aligned(claim, evidence)),
         bound=_bound(claim, evidence),
         unit=_unit(claim, evidence),
-        date=_date(claim, ev_tokens),
+        date=_date(claim, ev_tokens, found, near_copy),
         span=span,
         span_text=span_text,
     )

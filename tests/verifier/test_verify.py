@@ -463,3 +463,21 @@ def test_a_lower_case_name_swap_is_not_rescued_by_the_name_elsewhere_in_a_neighb
 def test_a_lower_case_claim_fused_from_two_sentences_keeps_its_names(claim: str) -> None:
     result = verify_claim(claim, [], SourceIndex(segment(CRICKET)))
     assert result.verdict == "supported", result
+
+
+MATCHDAY = (
+    "Rafael Nadal beat Nicolas Almagro in the Barcelona Open on Wednesday. "
+    "The final of the tournament will be played on Sunday, the organisers said."
+)
+
+
+def test_a_changed_weekday_is_not_rescued_by_the_day_elsewhere_in_a_neighbour() -> None:
+    result = verify_claim("Rafael Nadal beat Nicolas Almagro in the Barcelona Open on Sunday.", [],
+                          SourceIndex(segment(MATCHDAY)))
+    assert result.verdict == "unsupported" and result.reason == "date 'Sunday' not in evidence", result
+
+
+def test_a_claim_fused_from_two_sentences_keeps_its_weekdays() -> None:
+    result = verify_claim("Rafael Nadal beat Nicolas Almagro in the Barcelona Open on Wednesday, and the final of the "
+                          "tournament will be played on Sunday.", [], SourceIndex(segment(MATCHDAY)))
+    assert result.verdict == "supported", result
