@@ -183,6 +183,14 @@ def render_bench_headline() -> str:
             f"flipped negations and wrong citations a simulated model injected, with {_pct(summary['clean_kept'])} "
             "of clean sentences kept (policy `drop`)."
         )
+    if summary.get("meaning_recall_uncited") is not None:
+        lines.append(
+            f"- **Meaning changes caught**: {_pct(summary['meaning_recall'])} of the antonyms, dropped hedges, "
+            "flipped bounds, changed units and dates, invented clauses and swapped lower-case names a test "
+            "generator wrote into article sentences when the sentence cites its source, and "
+            f"{_pct(summary['meaning_recall_uncited'])} with no citation (the verifier then searches the whole "
+            f"article); faithful sentences kept {_pct(summary['meaning_clean_kept_uncited'])}."
+        )
     if summary.get("overhead_ratio_seed") is not None:
         lines.append(
             "- **Speed**: with a model answering in 400 ms + 20 ms per 1k prompt tokens, the service adds "
