@@ -202,7 +202,6 @@ def _date(claim: Analysis, ev_tokens: set[str], found: _Evidence, near_copy: boo
     return f"date '{missing[0].title()}' not in evidence" if missing else None
 
 
-
 def _span(claim: Analysis, found: _Evidence) -> tuple[int, str | None]:
     """Longest run of claim content words (stopwords between them allowed) that the evidence lacks
     (a word of a sentence other than the anchor counts only in the same place: `_Evidence`)."""
