@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from service.verifier.analysis import Analysis, analyze, is_dictionary_word, lemma_free, lexicon
-from service.verifier.meaning import check_meaning, found_in_place
+from service.verifier.meaning import aligned, check_meaning, found_in_place
 
 __all__ = ["FEATURE_NAMES", "FEATURE_SIGNS", "OVERLAP_TERM", "REGIME_ONLY", "Comparison", "SourceVocabulary", "compare"]
 
@@ -374,8 +374,7 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
     if claim.lowercased:
         absent.update(name for name in title_names(claim) if not _mentions(ev_words, name))
         absent.update(swapped_name_parts(claim, evidence, ev_words))
-    # The anchor: the evidence sentence that holds the most of the claim (meaning._aligned's choice).
-    anchor = max(evidence, key=lambda s: len(claim.content & s.content), default=None)
+    anchor = aligned(claim, evidence)
     longest_run = _longest_run(claim, evidence)
     near_copy = (anchor is not None and len(evidence) > 1 and longest_run >= COPIES
                  and _longest_run(claim, [anchor]) >= COPIES)
@@ -394,7 +393,7 @@ def compare(claim: Analysis, evidence: Sequence[Analysis], source: SourceVocabul
     flip = _negation_flip(claim, evidence)
     if flip is not None:
         problems.append(f"negation differs from evidence: '{flip}'")
-    meaning = check_meaning(claim, evidence, near_copy)
+    meaning = check_meaning(claim, evidence, anchor, near_copy)
     problems.extend(meaning.problems())
 
     values = (

@@ -3,12 +3,12 @@ flipped bounds, changed units, changed dates, and invented spans of content."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from service.verifier.analysis import Analysis, lemma_free, lexicon
 
-__all__ = ["MeaningChecks", "check_meaning", "found_in_place"]
+__all__ = ["MeaningChecks", "aligned", "check_meaning", "found_in_place"]
 
 # Function words that carry a direction; they are stopwords, so the content-word antonym check skips them.
 # ('over', 'under', 'above', 'below' are left to the bound check: 'under control' is no number.)
@@ -46,8 +46,8 @@ class MeaningChecks:
         return [p for p in found if p]
 
 
-def _aligned(claim: Analysis, evidence: Sequence[Analysis]) -> Analysis | None:
-    """The evidence sentence that says the most of what the claim says."""
+def aligned(claim: Analysis, evidence: Sequence[Analysis]) -> Analysis | None:
+    """The evidence sentence that says the most of what the claim says: its anchor (ties: the first)."""
     return max(evidence, key=lambda s: len(claim.content & s.content), default=None)
 
 
@@ -86,14 +86,12 @@ class _Evidence:
         """True when the claim word at `at` (matched by any of `forms`) is found, as above."""
         if any(f in self.anchor_forms for f in forms):
             return True
-        around: set[str] | None = None
-        for sentence, sentence_forms in self.others:
-            if not any(f in sentence_forms for f in forms):
-                continue
-            around = _context(claim, at) if around is None else around
-            if _found_beside(sentence, forms, around):
-                return True
-        return False
+        holding = [sentence for sentence, sentence_forms in self.others if any(f in sentence_forms for f in forms)]
+        return bool(holding) and found_in_place(claim, at, forms, holding)
+
+    def all_forms(self) -> set[str]:
+        """The forms of every evidence sentence together."""
+        return self.anchor_forms.union(*(sentence_forms for _, sentence_forms in self.others))
 
 
 def _found_beside(sentence: Analysis, forms: Sequence[str], around: set[str]) -> bool:
@@ -112,8 +110,7 @@ def found_in_place(claim: Analysis, at: int, forms: Sequence[str], sentences: Se
     return bool(around) and any(_found_beside(s, forms, around) for s in sentences)
 
 
-def _evidence(claim: Analysis, evidence: Sequence[Analysis]) -> _Evidence:
-    anchor = _aligned(claim, evidence)
+def _evidence(anchor: Analysis | None, evidence: Sequence[Analysis]) -> _Evidence:
     return _Evidence(
         anchor,
         _forms(anchor) if anchor is not None else set(),
@@ -183,19 +180,22 @@ def _unit(claim: Analysis, evidence: Sequence[Analysis]) -> str | None:
     return None
 
 
+def _date_words(tokens: Iterable[str]) -> list[str]:
+    """Tokens with possessives dropped and month and weekday abbreviations spelled out."""
+    return [_DATE_ABBREVIATIONS.get(t, t) for t in (lemma_free(t) for t in tokens)]
+
+
 def _date(claim: Analysis, ev_tokens: set[str], found: _Evidence, near_copy: bool) -> str | None:
     """A month or weekday the evidence does not name; in a claim that copies its anchor sentence, also
     one the anchor lacks that no other evidence sentence names in the same place ('on Thursday' made
     from the anchor's 'on Wednesday' is not rescued by a neighbour's 'Thursday's match')."""
     if not claim.dates:
         return None
-    ev_dates = {_DATE_ABBREVIATIONS.get(t, t) for t in (lemma_free(t) for t in ev_tokens)}
-    missing = sorted(claim.dates - ev_dates)
+    missing = sorted(claim.dates - set(_date_words(ev_tokens)))
     if not missing and near_copy and found.anchor is not None:
-        anchor_dates = {_DATE_ABBREVIATIONS.get(t, t) for t in (lemma_free(t) for t in found.anchor.tokens)}
         others = [sentence for sentence, _ in found.others]
-        lowered = [_DATE_ABBREVIATIONS.get(t, t) for t in (lemma_free(t) for t in claim.tokens)]
-        for date in sorted(claim.dates - anchor_dates):
+        lowered = _date_words(claim.tokens)
+        for date in sorted(claim.dates - set(_date_words(found.anchor.tokens))):
             places = [i for i, t in enumerate(lowered) if t == date]
             if places and not any(found_in_place(claim, i, (date, date + "'s"), others) for i in places):
                 missing.append(date)
@@ -222,23 +222,20 @@ def _span(claim: Analysis, found: _Evidence) -> tuple[int, str | None]:
     return len(best), f"phrase '{phrase}' not in evidence"
 
 
-def check_meaning(claim: Analysis, evidence: Sequence[Analysis], near_copy: bool = False) -> MeaningChecks:
-    """Run every meaning check of the claim against its evidence sentences (`near_copy`: the claim
-    copies its anchor sentence, a verbatim run of at least features.COPIES of its tokens)."""
+def check_meaning(
+    claim: Analysis, evidence: Sequence[Analysis], anchor: Analysis | None = None, near_copy: bool = False
+) -> MeaningChecks:
+    """Run every meaning check of the claim against its evidence sentences. `anchor`: `aligned(claim,
+    evidence)` when the caller has it already; `near_copy`: the claim copies the anchor, a verbatim run
+    of at least features.COPIES of its tokens."""
     ev_tokens: set[str] = set()
-    ev_forms: set[str] = set()
     for sentence in evidence:
         ev_tokens.update(sentence.tokens)
-        ev_forms.update(sentence.tokens)
-        ev_forms.update(sentence.lemmas)
-    ev_forms.update(t[:-2] for t in ev_tokens if t.endswith("'s"))  # "United's" holds "united"
-    verbs = lexicon().verb_forms
-    ev_forms.update(verbs[t] for t in verbs.keys() & ev_tokens)
-    found = _evidence(claim, evidence)
+    found = _evidence(aligned(claim, evidence) if anchor is None else anchor, evidence)
     span, span_text = _span(claim, found)
     return MeaningChecks(
-        antonym=_antonym(claim, evidence, ev_forms, found),
-        modality=_modality(claim, _aligned(claim, evidence)),
+        antonym=_antonym(claim, evidence, found.all_forms(), found),
+        modality=_modality(claim, found.anchor),
         bound=_bound(claim, evidence),
         unit=_unit(claim, evidence),
         date=_date(claim, ev_tokens, found, near_copy),
