@@ -579,18 +579,19 @@ async def meaning_faults(bench: Bench) -> dict[str, Any]:
     uncited: dict[str, dict[str, int]] = {}
     examples: list[dict[str, str]] = []
 
-    def record(kind: str, outcome: str, text: str, reason: str | None) -> None:
-        outcomes.setdefault(kind, {}).setdefault(outcome, 0)
-        outcomes[kind][outcome] += 1
-        if outcome in ("missed", "dropped") and sum(e["kind"] == kind for e in examples) < 2:
-            examples.append({"kind": kind, "outcome": outcome, "text": text[:200], "reason": reason or ""})
-
-    def record_uncited(kind: str, text: str, index: SourceIndex) -> None:
-        supported = verify_claim(text, [], index).verdict == "supported"
-        outcome = ("kept" if supported else "dropped") if kind.startswith("clean") else (
-            "missed" if supported else "caught")
-        uncited.setdefault(kind, {}).setdefault(outcome, 0)
-        uncited[kind][outcome] += 1
+    def record(kind: str, text: str, index: SourceIndex, cited: str, shown: str | None = None) -> None:
+        """Verify `text` cited to `cited` and uncited; count each outcome (examples: the cited misses)."""
+        for counts, cited_ids in ((outcomes, [cited]), (uncited, [])):
+            result = verify_claim(text, cited_ids, index)
+            supported = result.verdict == "supported"
+            outcome = ("kept" if supported else "dropped") if kind.startswith("clean") else (
+                "missed" if supported else "caught")
+            counts.setdefault(kind, {}).setdefault(outcome, 0)
+            counts[kind][outcome] += 1
+            if counts is outcomes and outcome in ("missed", "dropped") and sum(
+                    e["kind"] == kind for e in examples) < 2:
+                examples.append({"kind": kind, "outcome": outcome, "text": (shown or text)[:200],
+                                 "reason": result.reason or ""})
 
     for number, article in enumerate(fault_articles(bench.n(30, 100))):
         rng = random.Random(f"meaning-{number}")
@@ -599,21 +600,14 @@ async def meaning_faults(bench: Bench) -> dict[str, Any]:
         for sentence in index.sentences[:15]:
             if len(sentence.text.split()) < 6:
                 continue
-            clean = verify_claim(sentence.text, [sentence.id], index)
-            record("clean", "kept" if clean.verdict == "supported" else "dropped", sentence.text, clean.reason)
-            record_uncited("clean", sentence.text, index)
+            record("clean", sentence.text, index, sentence.id)
             faults = make_faults(sentence.text, TEST, rng)
             lowered = _lowercase_name_fault(sentence.text, names, rng)
             if lowered is not None:
                 faults["lowercase_name"] = lowered
-                kept = verify_claim(sentence.text.lower(), [sentence.id], index)
-                record("clean_lowercase", "kept" if kept.verdict == "supported" else "dropped", sentence.text,
-                       kept.reason)
-                record_uncited("clean_lowercase", sentence.text.lower(), index)
+                record("clean_lowercase", sentence.text.lower(), index, sentence.id, shown=sentence.text)
             for kind, text in faults.items():
-                result = verify_claim(text, [sentence.id], index)
-                record(kind, "caught" if result.verdict == "unsupported" else "missed", text, result.reason)
-                record_uncited(kind, text, index)
+                record(kind, text, index, sentence.id)
 
     def recall(counts: dict[str, dict[str, int]]) -> tuple[dict[str, float], float, float]:
         faulted = {k: v for k, v in counts.items() if not k.startswith("clean")}
