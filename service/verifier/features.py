@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from service.verifier.analysis import Analysis, analyze, is_dictionary_word, lemma_free, lexicon
-from service.verifier.meaning import aligned, check_meaning, found_in_place
+from service.verifier.meaning import aligned, check_meaning, out_of_place
 
 __all__ = ["FEATURE_NAMES", "FEATURE_SIGNS", "OVERLAP_TERM", "REGIME_ONLY", "Comparison", "SourceVocabulary", "compare"]
 
@@ -223,16 +223,8 @@ def names_out_of_place(claim: Analysis, anchor: Analysis, others: Sequence[Analy
     to them this rejected 10 faithful FaithBench sentences and no unfaithful one.
     """
     anchor_words = set(anchor.tokens) | set(anchor.lemmas)
-    lowered = [lemma_free(t) for t in claim.tokens]
-    out = set()
-    for name in names:
-        if _mentions(anchor_words, name):
-            continue
-        forms = (name, name + "'s")
-        places = [i for i, t in enumerate(lowered) if t == name]
-        if places and not any(found_in_place(claim, i, forms, others) for i in places):
-            out.add(name)
-    return out
+    lacking = [name for name in names if not _mentions(anchor_words, name)]
+    return set(out_of_place(claim, lacking, [lemma_free(t) for t in claim.tokens], others))
 
 
 def claim_names(claim: Analysis, source: SourceVocabulary) -> frozenset[str]:

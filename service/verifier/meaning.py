@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from service.verifier.analysis import Analysis, lemma_free, lexicon
 
-__all__ = ["MeaningChecks", "aligned", "check_meaning", "found_in_place"]
+__all__ = ["MeaningChecks", "aligned", "check_meaning", "found_in_place", "out_of_place"]
 
 # Function words that carry a direction; they are stopwords, so the content-word antonym check skips them.
 # ('over', 'under', 'above', 'below' are left to the bound check: 'under control' is no number.)
@@ -110,6 +110,17 @@ def found_in_place(claim: Analysis, at: int, forms: Sequence[str], sentences: Se
     return bool(around) and any(_found_beside(s, forms, around) for s in sentences)
 
 
+def out_of_place(claim: Analysis, words: Iterable[str], spelled: Sequence[str], others: Sequence[Analysis]) -> list[str]:
+    """Of `words` (found where `spelled`, the claim's tokens as the caller normalises them, equals one), those
+    that none of `others` uses, plain or possessive, beside a word the claim has beside it; in `words` order."""
+    out = []
+    for word in words:
+        places = [i for i, t in enumerate(spelled) if t == word]
+        if places and not any(found_in_place(claim, i, (word, word + "'s"), others) for i in places):
+            out.append(word)
+    return out
+
+
 def _evidence(anchor: Analysis | None, evidence: Sequence[Analysis]) -> _Evidence:
     return _Evidence(
         anchor,
@@ -193,12 +204,8 @@ def _date(claim: Analysis, ev_tokens: set[str], found: _Evidence, near_copy: boo
         return None
     missing = sorted(claim.dates - set(_date_words(ev_tokens)))
     if not missing and near_copy and found.anchor is not None:
-        others = [sentence for sentence, _ in found.others]
-        lowered = _date_words(claim.tokens)
-        for date in sorted(claim.dates - set(_date_words(found.anchor.tokens))):
-            places = [i for i, t in enumerate(lowered) if t == date]
-            if places and not any(found_in_place(claim, i, (date, date + "'s"), others) for i in places):
-                missing.append(date)
+        lacking = sorted(claim.dates - set(_date_words(found.anchor.tokens)))
+        missing = out_of_place(claim, lacking, _date_words(claim.tokens), [sentence for sentence, _ in found.others])
     return f"date '{missing[0].title()}' not in evidence" if missing else None
 
 

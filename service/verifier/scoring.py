@@ -12,7 +12,7 @@ from typing import Any
 
 from service.verifier.features import COPIES, FEATURE_NAMES, OVERLAP_TERM
 
-__all__ = ["Regime", "VerifierModel", "load_model"]
+__all__ = ["Regime", "VerifierModel", "adds_clause", "load_model"]
 
 MODEL_FILE = "data/verifier.json"
 MODEL_PATH = Path(__file__).parent / MODEL_FILE
@@ -21,6 +21,12 @@ _SPAN = FEATURE_NAMES.index("unsupported_span")
 _OVERLAP = FEATURE_NAMES.index(OVERLAP_TERM)
 # A claim 'copies its evidence' when at least this share of its tokens is one verbatim run of it.
 SPAN_VETO_COPIED = COPIES
+
+
+def adds_clause(values: Sequence[float], span_veto: float) -> bool:
+    """The span veto: the claim copies its evidence (a verbatim run of SPAN_VETO_COPIED of its tokens) yet
+    adds a run of at least `span_veto` content words the evidence lacks (an invented clause); 0 turns it off."""
+    return 0 < span_veto <= values[_SPAN] and values[_LONGEST_RUN] >= SPAN_VETO_COPIED
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,7 @@ class VerifierModel:
         otherwise copies its evidence adds a run of words the evidence lacks (an invented clause)."""
         if any(values[i] > 0 for i in self._veto_columns):
             return True
-        return 0 < self.span_veto <= values[_SPAN] and values[_LONGEST_RUN] >= SPAN_VETO_COPIED
+        return adds_clause(values, self.span_veto)
 
     @cached_property
     def _veto_columns(self) -> tuple[int, ...]:

@@ -11,14 +11,12 @@ from service.core.schema import Sentence
 from service.verifier.analysis import Analysis, analyze, lemma_free, lexicon
 from service.verifier.features import FEATURE_NAMES, Comparison, SourceVocabulary, compare
 from service.verifier.nli import NliScorer, configured_scorer
-from service.verifier.scoring import SPAN_VETO_COPIED, VerifierModel, load_model
+from service.verifier.scoring import VerifierModel, adds_clause, load_model
 
 __all__ = ["DEFAULT_THRESHOLD", "SourceIndex", "Verification", "evades", "verify_claim", "warm_up"]
 
 DEFAULT_THRESHOLD: float = load_model().threshold
 _RECALL = FEATURE_NAMES.index("recall")
-_SPAN = FEATURE_NAMES.index("unsupported_span")
-_LONGEST_RUN = FEATURE_NAMES.index("longest_run")
 
 
 def warm_up() -> None:
@@ -202,8 +200,7 @@ def evades(anchor: Sequence[float], found: Sequence[float], span_veto: float) ->
     anchor as the citation. Evidence that holds more (the anchor plus the sentence a fused claim took its
     second half from) is still tried. `train-verifier` drops the same candidates (training.units_of).
     """
-    invented = 0 < span_veto <= anchor[_SPAN] and anchor[_LONGEST_RUN] >= SPAN_VETO_COPIED
-    if not (invented or any(anchor[i] > 0 for i in _CONTRADICTIONS)):
+    if not (adds_clause(anchor, span_veto) or any(anchor[i] > 0 for i in _CONTRADICTIONS)):
         return False
     return anchor[_RECALL] >= RELATED_RECALL and found[_RECALL] <= anchor[_RECALL]
 
